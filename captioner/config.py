@@ -1,0 +1,217 @@
+"""Typed experiment config, named presets, and command-line overrides.
+
+One flat dataclass holds every field a run needs; a preset is a set of
+overrides of its defaults. The resolved config is written into the run folder
+as `config.json`, and `Config.from_json` reads it back, rejecting unknown keys.
+"""
+
+import argparse
+import dataclasses
+import json
+import typing
+
+
+@dataclasses.dataclass
+class Config:
+    """Everything that determines a training run.
+
+    Args:
+        preset: str, the preset these values started from.
+        dataset: str, "shapes" or "coco".
+        data_root: str or None, dataset root; None writes/reuses Shapes at its default place.
+        karpathy_json: str or None, path of the Karpathy `dataset_coco.json` (COCO only).
+        skip_missing_images: bool, drop captions whose image file is missing instead of failing.
+        shapes_seed: int, seed of the generated Shapes data.
+        shapes_splits: tuple of 3 ints, Shapes train/val/test sizes.
+        image_size: int, side of the square encoder input in pixels.
+        captions_per_image: int, captions used per image and step; the encoder runs once per image.
+        max_length: int, longest caption in tokens (without start/end); longer ones are cut.
+        min_count: int, a word needs this many training occurrences to enter the vocabulary.
+        cache_images: bool, keep decoded images in memory after the first epoch.
+        encoder: str, "small_cnn" or a keras.applications name (e.g. "MobileNetV3Small").
+        encoder_weights: str or None, "imagenet" or None.
+        train_encoder: bool, fine-tune the encoder (True) or keep it frozen.
+        feature_dim: int, width D of the region features `[B, P, D]`.
+        decoder: str, "lstm" (Show-Attend-Tell) or "transformer".
+        embed_dim: int, word embedding width.
+        hidden_dim: int, LSTM state width or Transformer model width.
+        attention_dim: int, width of the LSTM's additive attention.
+        num_layers: int, Transformer decoder layers.
+        num_heads: int, Transformer attention heads.
+        dropout: float, dropout rate in the decoder.
+        attention_reg: float, weight of the doubly-stochastic attention penalty (LSTM).
+        batch_size: int, images per step (each with `captions_per_image` captions).
+        epochs: int, maximum number of epochs.
+        steps_per_epoch: int or None, cap on steps per epoch (None: the whole split).
+        learning_rate: float, peak Adam learning rate.
+        warmup_steps: int, linear warm-up steps before cosine decay.
+        clipnorm: float, gradient norm clipping.
+        patience: int, epochs without validation BLEU-4 gain before early stopping.
+        seed: int, seed of weights, shuffling and caption sampling.
+        jit_compile: bool, compile the train step with XLA.
+        eval_batch_size: int, images per step when generating captions.
+    """
+
+    preset: str = "shapes"
+    dataset: str = "shapes"
+    data_root: typing.Optional[str] = None
+    karpathy_json: typing.Optional[str] = None
+    skip_missing_images: bool = False
+    shapes_seed: int = 0
+    shapes_splits: typing.Tuple[int, int, int] = (8000, 500, 500)
+    image_size: int = 96
+    captions_per_image: int = 5
+    max_length: int = 30
+    min_count: int = 1
+    cache_images: bool = True
+    encoder: str = "small_cnn"
+    encoder_weights: typing.Optional[str] = None
+    train_encoder: bool = True
+    feature_dim: int = 128
+    decoder: str = "lstm"
+    embed_dim: int = 128
+    hidden_dim: int = 256
+    attention_dim: int = 128
+    num_layers: int = 2
+    num_heads: int = 4
+    dropout: float = 0.1
+    attention_reg: float = 1.0
+    batch_size: int = 32
+    epochs: int = 8
+    steps_per_epoch: typing.Optional[int] = None
+    learning_rate: float = 2e-3
+    warmup_steps: int = 200
+    clipnorm: float = 5.0
+    patience: int = 3
+    seed: int = 0
+    jit_compile: bool = False
+    eval_batch_size: int = 100
+
+    def to_json(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, payload):
+        unknown = sorted(set(payload) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ValueError(f"Unknown config keys: {', '.join(unknown)}")
+        values = {}
+        for field in dataclasses.fields(cls):
+            if field.name in payload:
+                values[field.name] = _coerce(field, payload[field.name])
+        return cls(**values).validated()
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes).validated()
+
+    def validated(self):
+        choices = {"dataset": ("shapes", "coco"), "decoder": ("lstm", "transformer"),
+                   "encoder_weights": (None, "imagenet")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        positive = ("image_size", "captions_per_image", "max_length", "min_count", "feature_dim",
+                    "embed_dim", "hidden_dim", "attention_dim", "num_layers", "num_heads",
+                    "batch_size", "epochs", "eval_batch_size")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.hidden_dim % self.num_heads:
+            raise ValueError(f"hidden_dim ({self.hidden_dim}) must be divisible by num_heads ({self.num_heads})")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.dataset == "coco" and not self.data_root:
+            raise ValueError("dataset 'coco' needs --data-root, the folder holding train2014/ and annotations/")
+        return self
+
+
+def _coerce(field, value):
+    """Checks a JSON value against a field's type, turning lists into tuples."""
+    kind = field.type
+    optional = typing.get_origin(kind) is typing.Union
+    if optional:
+        if value is None:
+            return None
+        kind = [t for t in typing.get_args(kind) if t is not type(None)][0]
+    if typing.get_origin(kind) is tuple:
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, int) for v in value):
+            raise ValueError(f"{field.name} must be a list of integers, got {value!r}")
+        return tuple(value)
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ValueError(f"{field.name} must be of type {kind.__name__}, got {value!r}")
+    return value
+
+
+PRESETS = {
+    # The default: Shapes at 96 px, a small CNN trained from scratch.
+    "shapes": {},
+    # A smoke test: little data, a small model, seconds per epoch.
+    "tiny": dict(shapes_splits=(600, 60, 60), image_size=64, feature_dim=64, embed_dim=48,
+                 hidden_dim=96, attention_dim=64, num_layers=1, num_heads=2, batch_size=16,
+                 epochs=3, patience=3, learning_rate=3e-3, warmup_steps=20, eval_batch_size=60),
+    # MS COCO with an ImageNet MobileNetV3 encoder (frozen) and the attention LSTM.
+    "coco-lstm": dict(dataset="coco", image_size=224, encoder="MobileNetV3Large", encoder_weights="imagenet",
+                      train_encoder=False, feature_dim=512, embed_dim=512, hidden_dim=512, attention_dim=512,
+                      min_count=5, max_length=30, cache_images=False, batch_size=64, epochs=20,
+                      learning_rate=4e-4, warmup_steps=1000, dropout=0.5, attention_reg=1.0, eval_batch_size=64),
+    # MS COCO with the Transformer decoder.
+    "coco-transformer": dict(dataset="coco", decoder="transformer", image_size=224, encoder="MobileNetV3Large",
+                             encoder_weights="imagenet", train_encoder=False, feature_dim=512, embed_dim=512,
+                             hidden_dim=512, num_layers=3, num_heads=8, min_count=5, max_length=30,
+                             cache_images=False, batch_size=64, epochs=20, learning_rate=3e-4,
+                             warmup_steps=4000, dropout=0.1, eval_batch_size=64),
+}
+
+
+def preset(name, **overrides):
+    if name not in PRESETS:
+        raise ValueError(f"Unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return Config(preset=name, **{**PRESETS[name], **overrides}).validated()
+
+
+def add_arguments(parser):
+    """Adds `--preset` and one `--field-name` flag per config field."""
+    parser.add_argument("--preset", default="shapes", choices=list(PRESETS), help="named starting config")
+    for field in dataclasses.fields(Config):
+        if field.name == "preset":
+            continue
+        flag = "--" + field.name.replace("_", "-")
+        kind = field.type
+        if typing.get_origin(kind) is typing.Union:
+            kind = [t for t in typing.get_args(kind) if t is not type(None)][0]
+        if kind is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
+        elif typing.get_origin(kind) is tuple:
+            parser.add_argument(flag, type=int, nargs=len(typing.get_args(kind)), default=None)
+        else:
+            parser.add_argument(flag, type=_parse_optional(kind), default=None)
+
+
+def _parse_optional(kind):
+    def parse(text):
+        return None if text.lower() == "none" else kind(text)
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def from_arguments(args):
+    """Builds the config of `--preset` with every flag that was given applied."""
+    overrides = {}
+    for field in dataclasses.fields(Config):
+        value = getattr(args, field.name, None)
+        if field.name != "preset" and value is not None:
+            overrides[field.name] = tuple(value) if isinstance(value, list) else value
+    return preset(args.preset, **overrides)
+
+
+def save(config, path):
+    with open(path, "w") as handle:
+        json.dump(config.to_json(), handle, indent=2)
+
+
+def load(path):
+    with open(path) as handle:
+        return Config.from_json(json.load(handle))

@@ -1,0 +1,153 @@
+"""The `tf.data` input pipeline, built from small named ops over tensors.
+
+Training, evaluation, captioning and export share these ops:
+
+    read_file | decode_image | resize_image | normalize_image      (images)
+    sample_captions | tokenize_captions                            (captions)
+
+A training element is one image with `K` captions, so the encoder runs once
+per image and its region grid is shared by the image's `K` captions:
+
+    x = {"images": [B, S, S, 3] float32, "tokens": [B, K, T] int32}   start + words
+    y = [B, K, T] int32                                               words + end
+    sample_weight = [B, K, T] float32                                 1 on real targets
+
+`T` is the longest caption of the batch (at most `max_length + 1`).
+"""
+
+import tensorflow as tf
+
+from captioner.data import tokenizer as tokenizer_lib
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+# How each encoder expects its pixels (see `captioner.models.encoders`).
+NORMALIZATIONS = ("raw", "unit", "caffe", "tf", "torch")
+
+
+def decode_image(data):
+    """Encoded JPEG/PNG/GIF/BMP bytes -> `[H, W, 3]` uint8 (first frame, RGB)."""
+    image = tf.io.decode_image(data, channels=3, expand_animations=False)
+    image.set_shape([None, None, 3])
+    return image
+
+
+def resize_image(image, image_size):
+    """`[H, W, 3]` or `[B, H, W, 3]` -> float32 `[..., S, S, 3]` in 0..255."""
+    resized = tf.image.resize(tf.cast(image, tf.float32), [image_size, image_size], antialias=True)
+    return tf.clip_by_value(resized, 0.0, 255.0)
+
+
+_IMAGENET_MEAN = (0.485, 0.456, 0.406)
+_IMAGENET_STD = (0.229, 0.224, 0.225)
+_CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+
+
+def normalize_image(image, mode):
+    """Pixels in 0..255 -> the value range the encoder was trained on.
+
+    Args:
+        image: float32 `[..., 3]` in 0..255.
+        mode: str, "raw" (0..255, the model normalises itself), "unit" (0..1),
+            "tf" (-1..1), "torch" (ImageNet mean/std) or "caffe" (BGR, mean subtracted).
+    """
+    image = tf.cast(image, tf.float32)
+    if mode == "raw":
+        return image
+    if mode == "unit":
+        return image / 255.0
+    if mode == "tf":
+        return image / 127.5 - 1.0
+    if mode == "torch":
+        return (image / 255.0 - _IMAGENET_MEAN) / _IMAGENET_STD
+    if mode == "caffe":
+        return image[..., ::-1] - _CAFFE_MEAN_BGR
+    raise ValueError(f"Unknown normalization {mode!r}; expected one of {NORMALIZATIONS}")
+
+
+def load_image(path, image_size):
+    """Image file -> float32 `[S, S, 3]` in 0..255."""
+    return resize_image(decode_image(tf.io.read_file(path)), image_size)
+
+
+def preprocess_image(data, image_size, mode):
+    """Encoded image bytes -> normalised float32 `[S, S, 3]`: the one image path."""
+    return normalize_image(resize_image(decode_image(data), image_size), mode)
+
+
+def sample_captions(captions, count, seed=None, shuffle=True):
+    """Picks `count` of an image's captions: `[n]` strings -> `[count]`, "" where n < count."""
+    if shuffle:
+        captions = tf.random.shuffle(captions, seed=seed)
+    captions = captions[:count]
+    return tf.pad(captions, [[0, count - tf.shape(captions)[0]]], constant_values="")
+
+
+def tokenize_captions(tokenizer, captions, max_length):
+    """`[..., K]` strings -> `(inputs, targets, weights)`, each `[..., K, T]`.
+
+    Inputs are `<start> w1 .. wn`, targets `w1 .. wn <end>`; an empty caption
+    (padding for images with fewer than K captions) gets zero weight.
+    """
+    ids = tokenizer.tokenize(captions)[..., :max_length]
+    markers = tf.ones_like(ids[..., :1])
+    inputs = tf.concat([markers * tokenizer_lib.START_ID, ids], axis=-1).to_tensor(tokenizer_lib.PAD_ID)
+    targets = tf.concat([ids, markers * tokenizer_lib.END_ID], axis=-1).to_tensor(tokenizer_lib.PAD_ID)
+    # Padding captions stay all-pad so they carry no weight.
+    empty = tf.logical_not(tf.reduce_any(inputs[..., 1:] != tokenizer_lib.PAD_ID, axis=-1, keepdims=True))
+    inputs = tf.where(empty, tokenizer_lib.PAD_ID, inputs)
+    targets = tf.where(empty, tokenizer_lib.PAD_ID, targets)
+    weights = tf.cast(targets != tokenizer_lib.PAD_ID, tf.float32)
+    return inputs, targets, weights
+
+
+def caption_dataset(examples, tokenizer, image_size, normalization, batch_size, captions_per_image=5,
+                    max_length=30, training=True, cache_images=False, seed=0, drop_remainder=False):
+    """Batches of `(x, y, sample_weight)` for `fit()` and `evaluate()`.
+
+    Args:
+        examples: list of `captioner.data.coco.Example`.
+        tokenizer: `CaptionTokenizer`.
+        image_size: int, side S of the encoder input.
+        normalization: str, the encoder's pixel normalisation (see `normalize_image`).
+        batch_size: int, images per batch.
+        captions_per_image: int, K captions per image (sampled anew each epoch when training).
+        max_length: int, longest caption in words; longer ones are cut.
+        training: bool, shuffle images every epoch and sample captions at random.
+        cache_images: bool, keep decoded, resized images in memory after the first pass.
+        seed: int, seed of shuffling and caption sampling.
+        drop_remainder: bool, drop the last partial batch (static batch shapes).
+    """
+    if not examples:
+        raise ValueError("caption_dataset needs at least one example")
+    paths = tf.constant([e.path for e in examples])
+    captions = tf.ragged.constant([list(e.captions) for e in examples])
+    dataset = tf.data.Dataset.from_tensor_slices((paths, captions))
+    shuffle = lambda ds: ds.shuffle(len(examples), seed=seed, reshuffle_each_iteration=True)  # noqa: E731
+    if training and not cache_images:
+        # Shuffling file names is cheap; images are read after.
+        dataset = shuffle(dataset)
+    dataset = dataset.map(lambda path, caps: (load_image(path, image_size), caps), num_parallel_calls=AUTOTUNE)
+    if cache_images:
+        dataset = dataset.cache()
+        if training:
+            dataset = shuffle(dataset)
+    dataset = dataset.map(
+        lambda image, caps: (image, sample_captions(caps, captions_per_image, seed, shuffle=training)),
+        num_parallel_calls=AUTOTUNE)
+    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE)
+
+    def to_model_inputs(images, caps):
+        inputs, targets, weights = tokenize_captions(tokenizer, caps, max_length)
+        return {"images": normalize_image(images, normalization), "tokens": inputs}, targets, weights
+
+    dataset = dataset.map(to_model_inputs, num_parallel_calls=AUTOTUNE)
+    return dataset.prefetch(AUTOTUNE)
+
+
+def image_dataset(paths, image_size, normalization, batch_size):
+    """Batches of normalised images `[B, S, S, 3]` read from `paths`, in order."""
+    dataset = tf.data.Dataset.from_tensor_slices(tf.constant(list(paths), tf.string))
+    dataset = dataset.map(
+        lambda path: normalize_image(load_image(path, image_size), normalization), num_parallel_calls=AUTOTUNE)
+    return dataset.batch(batch_size, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
