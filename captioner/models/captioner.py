@@ -1,0 +1,96 @@
+"""The Captioner: image encoder + caption decoder + tokenizer, as one Keras model."""
+
+import keras
+import tensorflow as tf
+
+from captioner import decoding
+from captioner.data import tokenizer as tokenizer_lib
+from captioner.models.encoders import ImageEncoder
+from captioner.models.lstm_decoder import LSTMDecoder
+from captioner.models.transformer_decoder import TransformerDecoder
+
+
+@keras.saving.register_keras_serializable(package="captioner")
+class Captioner(keras.Model):
+    """A functional model `{"images": [B, S, S, 3], "tokens": [B, K, T]} -> logits [B, K, T, V]`.
+
+    Trained with teacher forcing by stock `fit()` on `(x, y, sample_weight)`
+    from `captioner.data.pipeline.caption_dataset`. The encoder runs once per
+    image; its regions serve the image's K captions. `generate` decodes
+    captions for a batch of images in graph.
+
+    Args:
+        encoder: `ImageEncoder`.
+        decoder: a `CaptionDecoder` (`LSTMDecoder` or `TransformerDecoder`).
+        tokenizer: `CaptionTokenizer`, saved with the model.
+    """
+
+    def __init__(self, encoder, decoder, tokenizer, **kwargs):
+        size = encoder.image_size
+        images = keras.Input((size, size, 3), name="images")
+        tokens = keras.Input((None, None), dtype="int32", name="tokens")
+        logits = decoder(tokens, encoder(images))
+        super().__init__(inputs={"images": images, "tokens": tokens}, outputs=logits, **kwargs)
+        self.encoder = encoder
+        self.decoder = decoder
+        self.tokenizer = tokenizer
+        self._generate_fn = None
+
+    @property
+    def image_size(self):
+        return self.encoder.image_size
+
+    @property
+    def normalization(self):
+        return self.encoder.normalization
+
+    def decode_greedy(self, images, max_length=None):
+        """Greedy captions for normalised `images [B, S, S, 3]`, in graph.
+
+        Returns the dict of `decoding.greedy_search` plus `captions [B]` strings.
+        """
+        max_length = (max_length or self.decoder.max_length) + 1  # room for the end token
+        memory = self.decoder.prepare(self.encoder(images, training=False))
+        state = self.decoder.initial_state(memory)
+        result = decoding.greedy_search(self.decoder.next_token, memory, state, tf.shape(images)[0],
+                                        max_length, tokenizer_lib.START_ID, tokenizer_lib.END_ID)
+        result["captions"] = self.tokenizer.detokenize(result["tokens"])
+        return result
+
+    def generate(self, images, max_length=None):
+        """`decode_greedy` compiled once per model (`tf.function`)."""
+        if self._generate_fn is None:
+            self._generate_fn = tf.function(self.decode_greedy, reduce_retracing=True)
+        return self._generate_fn(tf.convert_to_tensor(images, tf.float32), max_length)
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "encoder": keras.saving.serialize_keras_object(self.encoder),
+            "decoder": keras.saving.serialize_keras_object(self.decoder),
+            "tokenizer": keras.saving.serialize_keras_object(self.tokenizer),
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for key in ("encoder", "decoder", "tokenizer"):
+            config[key] = keras.saving.deserialize_keras_object(config[key])
+        return cls(**config)
+
+
+def build_captioner(config, vocabulary):
+    """A `Captioner` for a `captioner.config.Config` and a vocabulary (list of words)."""
+    tokenizer = tokenizer_lib.CaptionTokenizer(vocabulary, name="tokenizer")
+    encoder = ImageEncoder(config.encoder, config.image_size, config.feature_dim, config.encoder_weights,
+                           config.train_encoder, name="encoder")
+    common = dict(vocabulary_size=tokenizer.vocabulary_size, max_length=config.max_length, name="decoder")
+    if config.decoder == "lstm":
+        decoder = LSTMDecoder(embed_dim=config.embed_dim, hidden_dim=config.hidden_dim,
+                              attention_dim=config.attention_dim, dropout=config.dropout,
+                              attention_reg=config.attention_reg, **common)
+    else:
+        decoder = TransformerDecoder(model_dim=config.hidden_dim, num_layers=config.num_layers,
+                                     num_heads=config.num_heads, dropout=config.dropout, **common)
+    return Captioner(encoder, decoder, tokenizer, name=f"captioner_{config.decoder}")

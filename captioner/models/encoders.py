@@ -1,0 +1,103 @@
+"""Image encoders: a CNN backbone turned into a grid of region features `[B, P, D]`."""
+
+import keras
+import tensorflow as tf
+
+from captioner.layers.position import PositionEmbedding
+
+# name -> (keras.applications constructor name, pixel normalisation it expects)
+BACKBONES = {
+    "small_cnn": (None, "unit"),
+    "MobileNetV3Small": ("MobileNetV3Small", "raw"),
+    "MobileNetV3Large": ("MobileNetV3Large", "raw"),
+    "EfficientNetB0": ("EfficientNetB0", "raw"),
+    "ResNet50": ("ResNet50", "caffe"),
+    "InceptionV3": ("InceptionV3", "tf"),
+}
+
+
+def normalization_for(backbone):
+    """The pixel normalisation (`captioner.data.pipeline.normalize_image` mode) of a backbone."""
+    if backbone not in BACKBONES:
+        raise ValueError(f"Unknown encoder {backbone!r}; choose one of {', '.join(BACKBONES)}")
+    return BACKBONES[backbone][1]
+
+
+def small_cnn(image_size, name="small_cnn"):
+    """Four stride-2 conv blocks: `[B, S, S, 3]` -> `[B, S/16, S/16, 128]`, for Shapes."""
+    inputs = keras.Input((image_size, image_size, 3))
+    x = inputs
+    for filters in (32, 64, 96, 128):
+        x = keras.layers.Conv2D(filters, 3, strides=2, padding="same", use_bias=False)(x)
+        x = keras.layers.BatchNormalization()(x)
+        x = keras.layers.ReLU()(x)
+    return keras.Model(inputs, x, name=name)
+
+
+def build_backbone(backbone, image_size, weights=None):
+    """A CNN without its classifier, from `BACKBONES`."""
+    constructor, _ = BACKBONES.get(backbone, (None, None))
+    if backbone == "small_cnn":
+        if weights is not None:
+            raise ValueError("small_cnn is trained from scratch: it has no pretrained weights")
+        return small_cnn(image_size)
+    if constructor is None:
+        raise ValueError(f"Unknown encoder {backbone!r}; choose one of {', '.join(BACKBONES)}")
+    kwargs = dict(include_top=False, weights=weights, input_shape=(image_size, image_size, 3))
+    if backbone.startswith("MobileNetV3"):
+        kwargs["include_preprocessing"] = True
+    return getattr(keras.applications, constructor)(**kwargs)
+
+
+@keras.saving.register_keras_serializable(package="captioner")
+class ImageEncoder(keras.layers.Layer):
+    """`[B, S, S, 3]` normalised images -> region features `[B, P, D]`.
+
+    The backbone's last feature map `[B, h, w, C]` is flattened to `P = h * w`
+    regions, projected to `D`, layer-normalised, and given a learned position
+    embedding so that decoders know where each region is.
+
+    Args:
+        backbone: str, a key of `BACKBONES`.
+        image_size: int, input side S.
+        feature_dim: int, output width D.
+        weights: str or None, "imagenet" to start from pretrained weights. Only
+            used when the encoder is first built; a saved model carries its own.
+        trainable_backbone: bool, fine-tune the backbone (False keeps it frozen,
+            batch-norm statistics included).
+    """
+
+    def __init__(self, backbone="small_cnn", image_size=96, feature_dim=128, weights=None,
+                 trainable_backbone=True, **kwargs):
+        super().__init__(**kwargs)
+        self.backbone_name = backbone
+        self.image_size = image_size
+        self.feature_dim = feature_dim
+        self.trainable_backbone = trainable_backbone
+        self.normalization = normalization_for(backbone)
+        self.backbone = build_backbone(backbone, image_size, weights)
+        self.backbone.trainable = trainable_backbone
+        grid = self.backbone.output_shape
+        self.grid_shape = (grid[1], grid[2])
+        self.num_regions = grid[1] * grid[2]
+        self.projection = keras.layers.Dense(feature_dim, name="projection")
+        self.norm = keras.layers.LayerNormalization(name="norm")
+        self.positions = PositionEmbedding(self.num_regions, name="region_positions")
+
+    def build(self, input_shape):
+        channels = self.backbone.output_shape[-1]
+        self.projection.build((None, self.num_regions, channels))
+        self.norm.build((None, self.num_regions, self.feature_dim))
+        self.positions.build((None, self.num_regions, self.feature_dim))
+
+    def call(self, images, training=None):
+        grid = self.backbone(images, training=training if self.trainable_backbone else False)
+        regions = tf.reshape(grid, [-1, self.num_regions, grid.shape[-1]])
+        return self.positions(self.norm(self.projection(regions)))
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.num_regions, self.feature_dim)
+
+    def get_config(self):
+        return {**super().get_config(), "backbone": self.backbone_name, "image_size": self.image_size,
+                "feature_dim": self.feature_dim, "weights": None, "trainable_backbone": self.trainable_backbone}

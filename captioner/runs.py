@@ -1,0 +1,72 @@
+"""Run folders: everything a trained model needs, readable with nothing but the package.
+
+    RUN_DIR/
+      config.json        the resolved `Config`
+      vocab.txt          the vocabulary, one token a line, ids in line order
+      model.keras        the Captioner (encoder, decoder, tokenizer), best validation weights
+      checkpoints/       best weights so far (`best.weights.h5`)
+      backup/            BackupAndRestore state while training is unfinished
+      logs/              TensorBoard
+      log.csv            one row an epoch: losses, accuracy, validation BLEU, learning rate
+      metrics.json       final test metrics
+      predictions_test.json   test captions in the COCO results format
+
+Every JSON file is written to a temporary name and renamed, so a crash never
+leaves a half-written one.
+"""
+
+import json
+import os
+
+import keras
+
+from captioner import config as config_lib
+
+# Importing the models registers their classes for deserialisation.
+from captioner.models import captioner as _captioner  # noqa: F401
+
+CONFIG = "config.json"
+VOCAB = "vocab.txt"
+MODEL = "model.keras"
+METRICS = "metrics.json"
+BEST_WEIGHTS = os.path.join("checkpoints", "best.weights.h5")
+
+
+def write_json(path, payload):
+    """Writes JSON atomically: to `path.tmp`, then renamed over `path`."""
+    temporary = f"{path}.tmp"
+    with open(temporary, "w") as handle:
+        json.dump(payload, handle, indent=2)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
+def read_json(path):
+    with open(path) as handle:
+        return json.load(handle)
+
+
+def is_finished(run_dir):
+    return os.path.exists(os.path.join(run_dir, METRICS))
+
+
+def load(run_dir):
+    """Rebuilds the trained `Captioner` of a run folder (safe mode: no code from the file)."""
+    path = os.path.join(run_dir, MODEL)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{run_dir} has no {MODEL}: not a finished run folder")
+    return keras.saving.load_model(path, safe_mode=True)
+
+
+def load_config(run_dir):
+    return config_lib.load(os.path.join(run_dir, CONFIG))
+
+
+def choose_run_dir(base):
+    """`base`, or `base-2`, `base-3`, ... : the first that is new or holds an unfinished run."""
+    candidate, number = base, 1
+    while is_finished(candidate):
+        number += 1
+        candidate = f"{base}-{number}"
+    return candidate
