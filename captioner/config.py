@@ -34,7 +34,8 @@ class Config:
         feature_dim: int, width D of the region features `[B, P, D]`.
         decoder: str, "lstm" (Show-Attend-Tell) or "transformer".
         embed_dim: int, word embedding width.
-        hidden_dim: int, LSTM state width or Transformer model width.
+        hidden_dim: int, LSTM state width.
+        model_dim: int, Transformer width (attention and embeddings; feed-forward is 4x).
         attention_dim: int, width of the LSTM's additive attention.
         num_layers: int, Transformer decoder layers.
         num_heads: int, Transformer attention heads.
@@ -71,6 +72,7 @@ class Config:
     decoder: str = "lstm"
     embed_dim: int = 128
     hidden_dim: int = 256
+    model_dim: int = 128
     attention_dim: int = 128
     num_layers: int = 2
     num_heads: int = 4
@@ -111,13 +113,13 @@ class Config:
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         positive = ("image_size", "captions_per_image", "max_length", "min_count", "feature_dim",
-                    "embed_dim", "hidden_dim", "attention_dim", "num_layers", "num_heads",
+                    "embed_dim", "hidden_dim", "model_dim", "attention_dim", "num_layers", "num_heads",
                     "batch_size", "epochs", "eval_batch_size")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.hidden_dim % self.num_heads:
-            raise ValueError(f"hidden_dim ({self.hidden_dim}) must be divisible by num_heads ({self.num_heads})")
+        if self.model_dim % self.num_heads:
+            raise ValueError(f"model_dim ({self.model_dim}) must be divisible by num_heads ({self.num_heads})")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.dataset == "coco" and not self.data_root:
@@ -149,7 +151,7 @@ PRESETS = {
     "shapes": {},
     # A smoke test: little data, a small model, seconds per epoch.
     "tiny": dict(shapes_splits=(600, 60, 60), image_size=64, feature_dim=64, embed_dim=48,
-                 hidden_dim=96, attention_dim=64, num_layers=1, num_heads=2, batch_size=16,
+                 hidden_dim=96, model_dim=64, attention_dim=64, num_layers=1, num_heads=2, batch_size=16,
                  epochs=3, patience=3, learning_rate=3e-3, warmup_steps=20, eval_batch_size=60),
     # MS COCO with an ImageNet MobileNetV3 encoder (frozen) and the attention LSTM.
     "coco-lstm": dict(dataset="coco", image_size=224, encoder="MobileNetV3Large", encoder_weights="imagenet",
@@ -158,8 +160,8 @@ PRESETS = {
                       learning_rate=4e-4, warmup_steps=1000, dropout=0.5, attention_reg=1.0, eval_batch_size=64),
     # MS COCO with the Transformer decoder.
     "coco-transformer": dict(dataset="coco", decoder="transformer", image_size=224, encoder="MobileNetV3Large",
-                             encoder_weights="imagenet", train_encoder=False, feature_dim=512, embed_dim=512,
-                             hidden_dim=512, num_layers=3, num_heads=8, min_count=5, max_length=30,
+                             encoder_weights="imagenet", train_encoder=False, feature_dim=512,
+                             model_dim=512, num_layers=3, num_heads=8, min_count=5, max_length=30,
                              cache_images=False, batch_size=64, epochs=20, learning_rate=3e-4,
                              warmup_steps=4000, dropout=0.1, eval_batch_size=64),
 }

@@ -23,6 +23,7 @@ def main(argv=None):
     parser.add_argument("--quiet", action="store_true", help="one line per epoch instead of progress bars")
     config_lib.add_arguments(parser)
     args = parser.parse_args(argv)
+    started = time.time()
     try:
         config = config_lib.from_arguments(args)
     except ValueError as error:
@@ -32,7 +33,6 @@ def main(argv=None):
     from captioner import runs, training
     from captioner.data.coco import DatasetError
 
-    started = time.time()
     run_dir = args.run_dir or runs.choose_run_dir(os.path.join("runs", f"{config.preset}-{config.decoder}"))
     if runs.is_finished(run_dir):
         parser.error(f"{run_dir} already holds a finished run; choose another --run-dir")

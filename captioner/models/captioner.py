@@ -91,6 +91,6 @@ def build_captioner(config, vocabulary):
                               attention_dim=config.attention_dim, dropout=config.dropout,
                               attention_reg=config.attention_reg, **common)
     else:
-        decoder = TransformerDecoder(model_dim=config.hidden_dim, num_layers=config.num_layers,
+        decoder = TransformerDecoder(model_dim=config.model_dim, num_layers=config.num_layers,
                                      num_heads=config.num_heads, dropout=config.dropout, **common)
     return Captioner(encoder, decoder, tokenizer, name=f"captioner_{config.decoder}")

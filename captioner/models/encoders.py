@@ -24,12 +24,18 @@ def normalization_for(backbone):
 
 
 def small_cnn(image_size, name="small_cnn"):
-    """Four stride-2 conv blocks: `[B, S, S, 3]` -> `[B, S/16, S/16, 128]`, for Shapes."""
+    """Four stride-2 conv blocks: `[B, S, S, 3]` -> `[B, S/16, S/16, 128]`, for Shapes.
+
+    GroupNorm, not BatchNorm: with batch statistics this CNN learned features
+    that its moving averages did not reproduce at inference (validation token
+    accuracy 0.35 against 0.89 on the same weights), and captions should not
+    depend on which images share a batch.
+    """
     inputs = keras.Input((image_size, image_size, 3))
     x = inputs
     for filters in (32, 64, 96, 128):
         x = keras.layers.Conv2D(filters, 3, strides=2, padding="same", use_bias=False)(x)
-        x = keras.layers.BatchNormalization()(x)
+        x = keras.layers.GroupNormalization(groups=8)(x)
         x = keras.layers.ReLU()(x)
     return keras.Model(inputs, x, name=name)
 

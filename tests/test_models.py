@@ -1,0 +1,143 @@
+"""Tiny models: shapes, the next-token interface, serialisation and loading in safe mode."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from captioner import config as config_lib
+from captioner import decoding
+from captioner.data import tokenizer as tk
+from captioner.models.captioner import Captioner, build_captioner
+from captioner.models.encoders import ImageEncoder
+
+VOCABULARY = ["a", "red", "blue", "circle", "square", "on", "the", "left"]
+
+
+def tiny(decoder, **overrides):
+    config = config_lib.preset("tiny", decoder=decoder, image_size=32, feature_dim=8, embed_dim=8, hidden_dim=16,
+                               model_dim=8, attention_dim=8, num_heads=2, num_layers=2, max_length=6, dropout=0.0,
+                               **overrides)
+    keras.utils.set_random_seed(0)
+    return build_captioner(config, VOCABULARY)
+
+
+def batch(batch_size=3, captions=2, length=5):
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0, 1, (batch_size, 32, 32, 3)).astype("float32")
+    tokens = rng.integers(4, 4 + len(VOCABULARY), (batch_size, captions, length)).astype("int32")
+    tokens[..., 0] = tk.START_ID
+    tokens[0, 1, 3:] = 0  # a short caption
+    return {"images": images, "tokens": tokens}
+
+
+@pytest.mark.parametrize("decoder", ["lstm", "transformer"])
+def test_output_shape_and_region_grid(decoder):
+    model = tiny(decoder)
+    x = batch()
+    logits = model(x)
+    assert logits.shape == (3, 2, 5, 4 + len(VOCABULARY))
+    features = model.encoder(x["images"])
+    assert features.shape == (3, 4, 8)  # 32 px / 16 -> 2 x 2 regions of width 8
+
+
+@pytest.mark.parametrize("decoder", ["lstm", "transformer"])
+def test_next_token_reproduces_teacher_forcing(decoder):
+    """Stepping the next-token interface (the Transformer through its cache) gives the same logits."""
+    model = tiny(decoder)
+    x = batch()
+    tokens = x["tokens"][:, 0]
+    memory = model.decoder.prepare(model.encoder(x["images"]))
+    forced, forced_attention = model.decoder.decode_sequence(tokens, memory)
+    state = model.decoder.initial_state(memory)
+    for step in range(tokens.shape[1]):
+        logits, state, attention = model.decoder.next_token(tokens[:, step], state, memory)
+        np.testing.assert_allclose(logits, forced[:, step], atol=1e-4)
+        np.testing.assert_allclose(attention, forced_attention[:, step], atol=1e-5)
+        np.testing.assert_allclose(tf.reduce_sum(attention, -1), 1.0, atol=1e-5)
+
+
+def test_lstm_adds_the_doubly_stochastic_penalty():
+    x = batch()
+    y = np.where(x["tokens"] > 0, 5, 0)
+    losses = {}
+    for weight in (0.0, 10.0):
+        model = tiny("lstm", attention_reg=weight)
+        model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        losses[weight] = model.evaluate(x, y, verbose=0)
+        model(x)  # eagerly, to read the penalty of this call
+        assert len(model.losses) == (1 if weight else 0)
+        if weight:
+            assert float(model.losses[0]) > 0
+    assert losses[10.0] > losses[0.0] + 1e-3
+
+
+@pytest.mark.parametrize("decoder", ["lstm", "transformer"])
+def test_config_round_trip_and_safe_mode_load(decoder, tmp_path):
+    model = tiny(decoder)
+    x = batch()
+    clone = Captioner.from_config(model.get_config())
+    assert clone.count_params() == model.count_params()
+    assert clone.decoder.get_config() == model.decoder.get_config()
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5)
+    assert loaded.tokenizer.words == model.tokenizer.words
+    np.testing.assert_array_equal(loaded.generate(x["images"])["tokens"], model.generate(x["images"])["tokens"])
+
+
+@pytest.mark.parametrize("decoder", ["lstm", "transformer"])
+def test_predict_and_fit_over_tf_data(decoder):
+    model = tiny(decoder)
+    x = batch(batch_size=8)
+    y = np.where(x["tokens"] > 0, np.roll(x["tokens"], -1, axis=-1), 0)
+    weights = (y > 0).astype("float32")
+    dataset = tf.data.Dataset.from_tensor_slices((x, y, weights)).batch(4)
+    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(
+        from_logits=True, reduction="mean_with_sample_weight"))
+    history = model.fit(dataset, epochs=2, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+    assert model.predict(dataset.map(lambda x, y, w: x), verbose=0).shape == (8, 2, 5, 12)
+
+
+@pytest.mark.parametrize("decoder", ["lstm", "transformer"])
+def test_generate_returns_captions_and_attention(decoder):
+    model = tiny(decoder)
+    result = model.generate(batch()["images"])
+    assert result["tokens"].shape == (3, 7)  # max_length words + the end token
+    assert result["attention"].shape == (3, 7, 4)
+    assert result["captions"].shape == (3,)
+    for caption in result["captions"].numpy():
+        assert set(caption.decode().split()) <= set(VOCABULARY)
+
+
+def test_greedy_search_on_a_fixed_table():
+    """A next-token table: from start, word 5 then the end token; a finished sequence stays ended."""
+    table = np.full((8, 8), -10.0, "float32")
+    table[tk.START_ID, 5] = 0.0
+    table[5, 6] = 0.0
+    table[6, tk.END_ID] = 0.0
+    table[tk.END_ID, 7] = 0.0  # never used: decoding stops at the end token
+    table = tf.constant(table)
+
+    def next_fn(tokens, state, memory):
+        return tf.gather(table, tokens), {"steps": state["steps"] + 1}, tf.ones([tf.shape(tokens)[0], 2]) / 2
+
+    result = decoding.greedy_search(next_fn, {}, {"steps": tf.zeros([2], tf.int32)}, 2, 6, tk.START_ID, tk.END_ID)
+    np.testing.assert_array_equal(result["tokens"], [[5, 6, tk.END_ID, 0, 0, 0]] * 2)
+    np.testing.assert_array_equal(result["lengths"], [2, 2])
+    np.testing.assert_allclose(result["attention"][:, 3:], 0.0)
+    log_p = np.log(np.exp(0) / (np.exp(0) + 7 * np.exp(-10)))
+    np.testing.assert_allclose(result["scores"], [3 * log_p] * 2, rtol=1e-5)
+
+
+def test_frozen_keras_application_encoder():
+    encoder = ImageEncoder("MobileNetV3Small", image_size=64, feature_dim=8, weights=None, trainable_backbone=False)
+    features = encoder(tf.zeros([2, 64, 64, 3]))
+    assert features.shape == (2, 4, 8)
+    assert not encoder.backbone.trainable_weights and encoder.projection.trainable_weights
+    clone = ImageEncoder.from_config(encoder.get_config())
+    assert clone.normalization == "raw" and clone.num_regions == 4
+    with pytest.raises(ValueError, match="Unknown encoder"):
+        ImageEncoder("NoSuchNet")

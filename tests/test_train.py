@@ -1,0 +1,118 @@
+"""Training the `tiny` preset end to end: a real learning signal and a self-describing run folder."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import pytest
+
+from captioner import config as config_lib
+from captioner import runs, training
+from captioner.data import tokenizer as tk
+from captioner.models.captioner import build_captioner
+
+RESCORE = """
+import json, sys
+import captioner
+from captioner import runs, training
+run_dir = sys.argv[1]
+model = captioner.load(run_dir)
+config = runs.load_config(run_dir)
+data = training.load_data(config)
+scores, captions = training.score_split(model, data.test, config.eval_batch_size, progress=False)
+print(json.dumps({"scores": scores, "captions": captions}))
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    base = tmp_path_factory.mktemp("train")
+    config = config_lib.preset("tiny", data_root=str(base / "shapes"))
+    run_dir = str(base / "run")
+    metrics = training.train(config, run_dir, verbose=0)
+    return config, run_dir, metrics
+
+
+def test_tiny_preset_learns(tiny_run):
+    config, run_dir, metrics = tiny_run
+    with open(os.path.join(run_dir, "log.csv")) as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == config.epochs
+    losses = [float(r["loss"]) for r in rows]
+    assert losses[-1] < 0.7 * losses[0], losses
+    # An untrained model of the same config scores (almost) nothing.
+    keras.utils.set_random_seed(1)
+    untrained = build_captioner(config, tk.load_vocabulary(os.path.join(run_dir, runs.VOCAB)))
+    data = training.load_data(config)
+    baseline, _ = training.score_split(untrained, data.test, config.eval_batch_size, progress=False)
+    assert baseline["nltk_bleu_4"] < 0.05
+    assert metrics["nltk_bleu_4"] > baseline["nltk_bleu_4"] + 0.15, (metrics, baseline)
+    assert metrics["nltk_bleu_1"] > 0.5
+
+
+def test_run_folder_is_complete(tiny_run):
+    config, run_dir, metrics = tiny_run
+    for name in ("config.json", "vocab.txt", "model.keras", "metrics.json", "log.csv", "predictions_test.json",
+                 runs.BEST_WEIGHTS):
+        assert os.path.isfile(os.path.join(run_dir, name)), name
+    assert os.path.isdir(os.path.join(run_dir, "logs"))
+    assert runs.load_config(run_dir) == config
+    saved = runs.read_json(os.path.join(run_dir, "metrics.json"))
+    assert saved["scale"] == "0-1" and saved["decoding"] == "greedy" and saved["images"] == 60
+    predictions = runs.read_json(os.path.join(run_dir, "predictions_test.json"))
+    assert len(predictions) == 60 and set(predictions[0]) == {"image_id", "caption"}
+
+
+def test_run_folder_reloads_in_a_fresh_process_and_reproduces_bleu(tiny_run):
+    _, run_dir, metrics = tiny_run
+    output = subprocess.run([sys.executable, "-c", RESCORE, run_dir], capture_output=True, text=True, check=True,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    rescored = json.loads(output.stdout.strip().splitlines()[-1])
+    assert rescored["scores"]["nltk_bleu_4"] == metrics["nltk_bleu_4"]
+    predictions = runs.read_json(os.path.join(run_dir, "predictions_test.json"))
+    assert rescored["captions"] == [p["caption"] for p in predictions]
+
+
+def test_resuming_with_another_config_is_refused(tiny_run, tmp_path):
+    config, run_dir, _ = tiny_run
+    unfinished = tmp_path / "unfinished"
+    unfinished.mkdir()
+    runs.write_json(str(unfinished / runs.CONFIG), config.to_json())
+    with pytest.raises(ValueError, match="another config"):
+        training.prepare_run_dir(str(unfinished), config.replace(hidden_dim=32))
+    assert training.prepare_run_dir(str(unfinished), config) is True
+    assert runs.choose_run_dir(run_dir) == run_dir + "-2"
+
+
+def test_transformer_trains_on_tiny(tmp_path, small_shapes):
+    config = config_lib.preset("tiny", decoder="transformer", data_root=small_shapes, epochs=2)
+    metrics = training.train(config, str(tmp_path / "run"), verbose=0)
+    assert metrics["nltk_bleu_1"] > 0.3
+    with open(tmp_path / "run" / "log.csv") as handle:
+        losses = [float(r["loss"]) for r in csv.DictReader(handle)]
+    assert losses[-1] < losses[0]
+
+
+def test_config_rejects_unknown_keys_and_wrong_types():
+    payload = config_lib.preset("tiny").to_json()
+    with pytest.raises(ValueError, match="Unknown config keys: colour"):
+        config_lib.Config.from_json({**payload, "colour": "red"})
+    with pytest.raises(ValueError, match="batch_size must be of type int"):
+        config_lib.Config.from_json({**payload, "batch_size": "32"})
+    with pytest.raises(ValueError, match="decoder must be one of"):
+        config_lib.preset("tiny", decoder="gru")
+    assert config_lib.Config.from_json(payload) == config_lib.preset("tiny")
+
+
+def test_command_line_errors_exit_2(tmp_path):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    bad_flag = subprocess.run([sys.executable, "-m", "captioner.train", "--epochs", "0"],
+                              capture_output=True, text=True, env=env)
+    assert bad_flag.returncode == 2 and "epochs must be at least 1" in bad_flag.stderr
+    missing = subprocess.run([sys.executable, "-m", "captioner.train", "--preset", "coco-lstm", "--data-root",
+                              str(tmp_path / "no-coco"), "--run-dir", str(tmp_path / "run")],
+                             capture_output=True, text=True, env=env)
+    assert missing.returncode == 2 and "does not exist" in missing.stderr
