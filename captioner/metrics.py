@@ -2,6 +2,7 @@
 
 import re
 import string
+import warnings
 
 from nltk.translate.bleu_score import corpus_bleu
 
@@ -35,6 +36,9 @@ def nltk_corpus_bleu(references, hypotheses):
     refs = [[words(r) for r in group] for group in references]
     hyps = [words(h) for h in hypotheses]
     scores = {}
-    for n in range(1, 5):
-        scores[f"nltk_bleu_{n}"] = float(corpus_bleu(refs, hyps, weights=(1.0 / n,) * n))
+    with warnings.catch_warnings():
+        # nltk warns when a higher-order precision is 0; the score is then 0, as defined.
+        warnings.simplefilter("ignore", UserWarning)
+        for n in range(1, 5):
+            scores[f"nltk_bleu_{n}"] = float(corpus_bleu(refs, hyps, weights=(1.0 / n,) * n))
     return scores

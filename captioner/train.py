@@ -11,7 +11,10 @@ import os
 import sys
 import time
 
-from captioner import config as config_lib
+# TensorFlow's C++ start-up chatter (CUDA probing, oneDNN notes) is not for users.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from captioner import config as config_lib  # noqa: E402
 
 
 def main(argv=None):

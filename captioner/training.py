@@ -184,7 +184,7 @@ def train(config, run_dir, verbose="auto"):
     compile_model(model, config, steps)
     train_started = time.time()
     model.fit(train_data.repeat() if config.steps_per_epoch else train_data, epochs=config.epochs,
-              steps_per_epoch=config.steps_per_epoch, validation_data=val_data,
+              steps_per_epoch=config.steps_per_epoch, validation_data=val_data, shuffle=False,
               callbacks=callbacks(config, run_dir, data), verbose=verbose)
     train_seconds = time.time() - train_started
 

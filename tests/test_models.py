@@ -6,7 +6,6 @@ import pytest
 import tensorflow as tf
 
 from captioner import config as config_lib
-from captioner import decoding
 from captioner.data import tokenizer as tk
 from captioner.models.captioner import Captioner, build_captioner
 from captioner.models.encoders import ImageEncoder
@@ -112,26 +111,6 @@ def test_generate_returns_captions_and_attention(decoder):
         assert set(caption.decode().split()) <= set(VOCABULARY)
 
 
-def test_greedy_search_on_a_fixed_table():
-    """A next-token table: from start, word 5 then the end token; a finished sequence stays ended."""
-    table = np.full((8, 8), -10.0, "float32")
-    table[tk.START_ID, 5] = 0.0
-    table[5, 6] = 0.0
-    table[6, tk.END_ID] = 0.0
-    table[tk.END_ID, 7] = 0.0  # never used: decoding stops at the end token
-    table = tf.constant(table)
-
-    def next_fn(tokens, state, memory):
-        return tf.gather(table, tokens), {"steps": state["steps"] + 1}, tf.ones([tf.shape(tokens)[0], 2]) / 2
-
-    result = decoding.greedy_search(next_fn, {}, {"steps": tf.zeros([2], tf.int32)}, 2, 6, tk.START_ID, tk.END_ID)
-    np.testing.assert_array_equal(result["tokens"], [[5, 6, tk.END_ID, 0, 0, 0]] * 2)
-    np.testing.assert_array_equal(result["lengths"], [2, 2])
-    np.testing.assert_allclose(result["attention"][:, 3:], 0.0)
-    log_p = np.log(np.exp(0) / (np.exp(0) + 7 * np.exp(-10)))
-    np.testing.assert_allclose(result["scores"], [3 * log_p] * 2, rtol=1e-5)
-
-
 def test_frozen_keras_application_encoder():
     encoder = ImageEncoder("MobileNetV3Small", image_size=64, feature_dim=8, weights=None, trainable_backbone=False)
     features = encoder(tf.zeros([2, 64, 64, 3]))
@@ -141,3 +120,24 @@ def test_frozen_keras_application_encoder():
     assert clone.normalization == "raw" and clone.num_regions == 4
     with pytest.raises(ValueError, match="Unknown encoder"):
         ImageEncoder("NoSuchNet")
+
+
+@pytest.mark.parametrize("decoder", ["lstm", "transformer"])
+def test_beam_decoding_through_the_model(decoder):
+    model = tiny(decoder)
+    images = batch()["images"]
+    result = model.generate(images, beam_size=3)
+    assert result["beam_tokens"].shape == (3, 3, 7) and result["attention"].shape == (3, 7, 4)
+    scores = np.asarray(result["beam_scores"])
+    assert np.all(np.diff(scores, axis=1) <= 1e-6)  # best first
+    np.testing.assert_array_equal(result["beam_captions"][:, 0], result["captions"])
+    np.testing.assert_allclose(result["scores"], scores[:, 0])
+    # The model's own log-probability of its best beam: rescored by teacher forcing, it matches.
+    tokens = np.asarray(result["tokens"])
+    inputs = np.concatenate([np.full((3, 1), tk.START_ID), tokens[:, :-1]], axis=1)
+    inputs = np.where(np.cumsum(tokens == tk.END_ID, axis=1) - (tokens == tk.END_ID) > 0, 0, inputs)
+    memory = model.decoder.prepare(model.encoder(images))
+    logits, _ = model.decoder.decode_sequence(tf.constant(inputs, tf.int32), memory)
+    log_probs = tf.gather(tf.nn.log_softmax(logits), tokens, batch_dims=2).numpy()
+    rescored = (log_probs * (inputs != 0)).sum(1)
+    np.testing.assert_allclose(rescored, scores[:, 0], rtol=1e-4, atol=1e-4)

@@ -44,24 +44,38 @@ class Captioner(keras.Model):
     def normalization(self):
         return self.encoder.normalization
 
-    def decode_greedy(self, images, max_length=None):
-        """Greedy captions for normalised `images [B, S, S, 3]`, in graph.
+    def decode(self, images, beam_size=1, max_length=None, alpha=0.0):
+        """Captions for normalised `images [B, S, S, 3]`, in graph.
 
-        Returns the dict of `decoding.greedy_search` plus `captions [B]` strings.
+        Greedy for `beam_size` 1, batched beam search otherwise (`alpha`: length
+        penalty). Returns `tokens [B, L]`, `captions [B]`, `scores [B]`,
+        `lengths [B]` and `attention [B, L, P]` of the best caption; beam search
+        adds the n-best `beam_tokens [B, K, L]`, `beam_captions [B, K]` and
+        `beam_scores [B, K]`.
         """
-        max_length = (max_length or self.decoder.max_length) + 1  # room for the end token
+        length = (max_length or self.decoder.max_length) + 1  # room for the end token
         memory = self.decoder.prepare(self.encoder(images, training=False))
         state = self.decoder.initial_state(memory)
-        result = decoding.greedy_search(self.decoder.next_token, memory, state, tf.shape(images)[0],
-                                        max_length, tokenizer_lib.START_ID, tokenizer_lib.END_ID)
+        batch = tf.shape(images)[0]
+        ids = dict(start_id=tokenizer_lib.START_ID, end_id=tokenizer_lib.END_ID)
+        if beam_size == 1:
+            result = decoding.greedy_search(self.decoder.next_token, memory, state, batch, length, **ids)
+        else:
+            beams = decoding.beam_search(self.decoder.next_token, memory, state, batch, beam_size, length,
+                                         alpha=alpha, **ids)
+            result = {key: beams[key][:, 0] for key in ("tokens", "scores", "lengths", "attention")}
+            result["beam_tokens"] = beams["tokens"]
+            result["beam_scores"] = beams["scores"]
+            flat = tf.reshape(beams["tokens"], [-1, length])
+            result["beam_captions"] = tf.reshape(self.tokenizer.detokenize(flat), [batch, beam_size])
         result["captions"] = self.tokenizer.detokenize(result["tokens"])
         return result
 
-    def generate(self, images, max_length=None):
-        """`decode_greedy` compiled once per model (`tf.function`)."""
+    def generate(self, images, beam_size=1, max_length=None, alpha=0.0):
+        """`decode`, compiled once per model and setting (`tf.function`)."""
         if self._generate_fn is None:
-            self._generate_fn = tf.function(self.decode_greedy, reduce_retracing=True)
-        return self._generate_fn(tf.convert_to_tensor(images, tf.float32), max_length)
+            self._generate_fn = tf.function(self.decode, reduce_retracing=True)
+        return self._generate_fn(tf.convert_to_tensor(images, tf.float32), beam_size, max_length, alpha)
 
     def get_config(self):
         return {
