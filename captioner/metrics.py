@@ -1,8 +1,11 @@
 """Caption metrics. Every score is on the 0-1 scale, and its name says how it was computed."""
 
+import collections
 import re
 import string
 import warnings
+
+import numpy as np
 
 from nltk.translate.bleu_score import corpus_bleu
 
@@ -42,3 +45,99 @@ def nltk_corpus_bleu(references, hypotheses):
         for n in range(1, 5):
             scores[f"nltk_bleu_{n}"] = float(corpus_bleu(refs, hyps, weights=(1.0 / n,) * n))
     return scores
+
+
+def _shapes_vocabulary():
+    from captioner.data import shapes
+
+    return set(shapes.COLOURS), {**{s: s for s in shapes.SHAPES}, **{p: s for s, p in shapes.PLURALS.items()}}
+
+
+def named_objects(caption):
+    """(colour, shape) of every `COLOUR SHAPE` phrase of a Shapes caption, with the word positions.
+
+    A plural (`two red circles`) names two objects. Returns a list of
+    `((colour, shape), colour_index, shape_index)`.
+    """
+    colours, shape_words = _shapes_vocabulary()
+    tokens = caption.split()
+    found = []
+    for index in range(len(tokens) - 1):
+        if tokens[index] in colours and tokens[index + 1] in shape_words:
+            pair = (tokens[index], shape_words[tokens[index + 1]])
+            plural = shape_words[tokens[index + 1]] != tokens[index + 1]
+            found.extend([(pair, index, index + 1)] * (2 if plural else 1))
+    return found
+
+
+def object_f1(captions, objects):
+    """Micro-averaged F1 of the (colour, shape) objects that captions name, as multisets.
+
+    Args:
+        captions: list of str, one generated caption per image.
+        objects: list of lists of (colour, shape), each image's ground truth.
+
+    Returns:
+        dict `object_precision`, `object_recall`, `object_f1` (0-1).
+    """
+    true_positives = predicted = actual = 0
+    for caption, truth in zip(captions, objects):
+        named = collections.Counter(pair for pair, _, _ in named_objects(caption))
+        truth = collections.Counter(truth)
+        true_positives += sum((named & truth).values())
+        predicted += sum(named.values())
+        actual += sum(truth.values())
+    precision = true_positives / predicted if predicted else 0.0
+    recall = true_positives / actual if actual else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"object_precision": precision, "object_recall": recall, "object_f1": f1}
+
+
+def region_box_overlap(boxes, grid_shape, image_width, image_height):
+    """Share of each region cell's area inside the union of `boxes` ([x, y, w, h] in image pixels).
+
+    Regions tile the image in a `grid_shape` (rows, columns) grid, row-major, as
+    the encoder's feature grid does. Returns a `[rows * columns]` array.
+    """
+    rows, columns = grid_shape
+    scale = 8  # sub-cells per region and axis: area shares at 1/64 of a region
+    height, width = rows * scale, columns * scale
+    ys = (np.arange(height) + 0.5) * image_height / height
+    xs = (np.arange(width) + 0.5) * image_width / width
+    inside = np.zeros((height, width), bool)
+    for x, y, w, h in boxes:
+        inside |= ((ys[:, None] >= y) & (ys[:, None] < y + h)) & ((xs[None, :] >= x) & (xs[None, :] < x + w))
+    return inside.reshape(rows, scale, columns, scale).mean(axis=(1, 3)).reshape(-1)
+
+
+def attention_pointing(captions, attentions, instances, grid_shape, image_sizes):
+    """Mean share of attention inside the named object's box, over colour and shape words.
+
+    For each `COLOUR SHAPE` phrase whose object is in the image, the attention
+    of the steps that emitted the colour and the shape word is compared with
+    the boxes of the image's objects of that colour and shape; each region's
+    weight counts in proportion to its cell's area inside them. Phrases naming
+    an object that is not in the image are not counted.
+
+    Args:
+        captions: list of str, generated captions (word i was emitted at step i).
+        attentions: list of `[L, P]` arrays, the attention of each step.
+        instances: list of lists of dicts with "colour", "shape", "bbox" per image.
+        grid_shape: (rows, columns) of the region grid, P = rows * columns.
+        image_sizes: list of (width, height) of the original images.
+
+    Returns:
+        dict `attention_pointing` (0-1) and `pointing_words` (how many words were counted).
+    """
+    shares = []
+    for caption, attention, objects, (width, height) in zip(captions, attentions, instances, image_sizes):
+        seen = set()
+        for pair, colour_index, shape_index in named_objects(caption):
+            boxes = [o["bbox"] for o in objects if (o["colour"], o["shape"]) == pair]
+            if not boxes or colour_index in seen:
+                continue
+            seen.add(colour_index)
+            overlap = region_box_overlap(boxes, grid_shape, width, height)
+            for step in (colour_index, shape_index):
+                shares.append(float(np.dot(attention[step], overlap)))
+    return {"attention_pointing": float(np.mean(shares)) if shares else 0.0, "pointing_words": len(shares)}

@@ -9,11 +9,12 @@ import time
 import keras
 
 from captioner import config as config_lib
+from captioner import evaluation
 from captioner import metrics as metrics_lib
 from captioner import runs
 from captioner.data import coco, shapes
 from captioner.data import tokenizer as tokenizer_lib
-from captioner.data.pipeline import caption_dataset, image_dataset
+from captioner.data.pipeline import caption_dataset
 from captioner.models.captioner import build_captioner
 
 
@@ -62,22 +63,10 @@ def references(split):
     return [list(e.captions) for e in split.examples]
 
 
-def generate_captions(model, examples, batch_size, progress=True):
-    """Greedy captions for `examples`, in order, with a progress bar."""
-    dataset = image_dataset([e.path for e in examples], model.image_size, model.normalization, batch_size)
-    bar = keras.utils.Progbar(len(examples), unit_name="image") if progress else None
-    captions = []
-    for images in dataset:
-        result = model.generate(images)
-        captions.extend(c.decode("utf-8") for c in result["captions"].numpy())
-        if bar:
-            bar.add(int(images.shape[0]))
-    return captions
-
-
 def score_split(model, split, batch_size, progress=True):
     """Greedy captions of a split and their nltk corpus BLEU; returns `(scores, captions)`."""
-    captions = generate_captions(model, split.examples, batch_size, progress)
+    outputs = evaluation.caption_examples(model, split.examples, batch_size, progress=progress)
+    captions = [o["caption"] for o in outputs]
     return metrics_lib.nltk_corpus_bleu(references(split), captions), captions
 
 

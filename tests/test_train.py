@@ -28,10 +28,17 @@ print(json.dumps({"scores": scores, "captions": captions}))
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    base = tmp_path_factory.mktemp("train")
-    config = config_lib.preset("tiny", data_root=str(base / "shapes"))
-    run_dir = str(base / "run")
+def tiny_data(tmp_path_factory):
+    """The tiny preset's Shapes data (600 / 60 / 60 images at 64 px)."""
+    root = str(tmp_path_factory.mktemp("tiny") / "shapes")
+    training.load_data(config_lib.preset("tiny", data_root=root))
+    return root
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, tiny_data):
+    config = config_lib.preset("tiny", data_root=tiny_data)
+    run_dir = str(tmp_path_factory.mktemp("train") / "run")
     metrics = training.train(config, run_dir, verbose=0)
     return config, run_dir, metrics
 
@@ -87,13 +94,14 @@ def test_resuming_with_another_config_is_refused(tiny_run, tmp_path):
     assert runs.choose_run_dir(run_dir) == run_dir + "-2"
 
 
-def test_transformer_trains_on_tiny(tmp_path, small_shapes):
-    config = config_lib.preset("tiny", decoder="transformer", data_root=small_shapes, epochs=2)
+def test_transformer_trains_on_tiny(tmp_path, tiny_data):
+    config = config_lib.preset("tiny", decoder="transformer", data_root=tiny_data, learning_rate=1e-3)
     metrics = training.train(config, str(tmp_path / "run"), verbose=0)
-    assert metrics["nltk_bleu_1"] > 0.3
+    # An untrained model scores BLEU-4 < 0.05 (test_tiny_preset_learns); 114 steps reach about 0.15.
+    assert metrics["nltk_bleu_1"] > 0.35 and metrics["nltk_bleu_4"] > 0.08, metrics
     with open(tmp_path / "run" / "log.csv") as handle:
         losses = [float(r["loss"]) for r in csv.DictReader(handle)]
-    assert losses[-1] < losses[0]
+    assert losses[-1] < 0.8 * losses[0], losses
 
 
 def test_config_rejects_unknown_keys_and_wrong_types():

@@ -1,0 +1,138 @@
+"""COCO caption metrics, computed as the COCO caption evaluation computes them.
+
+Captions and references are tokenised by pycocoevalcap's PTB tokenizer
+(Stanford CoreNLP, Java), then scored by its BLEU-1..4, METEOR (Java), ROUGE-L
+and CIDEr-D scorers: the numbers of `pycocoevalcap.eval.COCOEvalCap`, without
+SPICE (it needs Java 8 and downloads models). Without Java, the PTB tokenizer
+and METEOR cannot run: the other metrics are computed on a Python
+tokenisation, and the result says so in `tokenizer`.
+
+Scale: every score is the fraction pycocoevalcap returns (BLEU, METEOR, ROUGE-L
+in 0..1; CIDEr-D is unbounded, where papers' "CIDEr 100" is 1.0 here).
+"""
+
+import contextlib
+import io
+import re
+import shutil
+import sys
+
+from captioner.data.coco import DatasetError
+
+SCALE = "fractions as pycocoevalcap returns them (0-1; CIDEr-D unbounded, 1.0 = '100' in papers)"
+METRICS = ("coco_bleu_1", "coco_bleu_2", "coco_bleu_3", "coco_bleu_4", "coco_meteor", "coco_rouge_l",
+           "coco_cider_d")
+LABELS = {"coco_bleu_1": "BLEU-1", "coco_bleu_2": "BLEU-2", "coco_bleu_3": "BLEU-3", "coco_bleu_4": "BLEU-4",
+          "coco_meteor": "METEOR", "coco_rouge_l": "ROUGE-L", "coco_cider_d": "CIDEr-D"}
+# The punctuation tokens pycocoevalcap drops after PTB tokenisation.
+_PTB_PUNCTUATION = {"''", "'", "``", "`", "-lrb-", "-rrb-", "-lcb-", "-rcb-", ".", "?", "!", ",", ":", "-", "--",
+                    "...", ";"}
+
+
+def java_available():
+    return shutil.which("java") is not None
+
+
+def _python_tokenize(captions_for_image):
+    """A stand-in for the PTB tokenizer when Java is missing: lower case, punctuation split off and dropped."""
+    tokenized = {}
+    for image_id, entries in captions_for_image.items():
+        tokenized[image_id] = []
+        for entry in entries:
+            tokens = re.findall(r"[\w]+(?:'[\w]+)?|[^\w\s]", entry["caption"].lower())
+            tokenized[image_id].append(" ".join(t for t in tokens if t not in _PTB_PUNCTUATION))
+    return tokenized
+
+
+def _quietly(fn, *args):
+    """pycocoevalcap prints progress to stdout and the tokenizer to stderr; keep it out of our output."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        return fn(*args)
+
+
+def score(references, predictions, use_java=None):
+    """COCO caption metrics of `predictions` against `references`.
+
+    Args:
+        references: dict image_id -> list of str, the reference captions.
+        predictions: dict image_id -> str, one caption per image (same ids).
+        use_java: bool or None, run the Java parts (None: when `java` is on PATH).
+
+    Returns:
+        `(metrics, per_image)`: `metrics` maps `coco_*` names (see `METRICS`) to
+        corpus scores plus `tokenizer`; `per_image` maps image_id -> {metric: score}.
+    """
+    from pycocoevalcap.bleu.bleu import Bleu
+    from pycocoevalcap.cider.cider import Cider
+    from pycocoevalcap.rouge.rouge import Rouge
+
+    if set(references) != set(predictions):
+        raise ValueError("references and predictions must cover the same image ids")
+    if not predictions:
+        raise ValueError("nothing to score: no predictions")
+    use_java = java_available() if use_java is None else use_java
+    gts = {i: [{"caption": c} for c in references[i]] for i in predictions}
+    res = {i: [{"caption": predictions[i]}] for i in predictions}
+    if use_java:
+        from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+
+        tokenizer = PTBTokenizer()
+        gts, res = _quietly(tokenizer.tokenize, gts), _quietly(tokenizer.tokenize, res)
+    else:
+        print("Java was not found: the PTB tokenizer and METEOR need it. Reporting BLEU, ROUGE-L and CIDEr-D "
+              "on a Python tokenisation instead; they can differ slightly from the official numbers.",
+              file=sys.stderr)
+        gts, res = _python_tokenize(gts), _python_tokenize(res)
+    scorers = [(Bleu(4), ["coco_bleu_1", "coco_bleu_2", "coco_bleu_3", "coco_bleu_4"]),
+               (Rouge(), ["coco_rouge_l"]), (Cider(), ["coco_cider_d"])]
+    if use_java:
+        from pycocoevalcap.meteor.meteor import Meteor
+
+        scorers.insert(1, (Meteor(), ["coco_meteor"]))
+    metrics, per_image = {}, {i: {} for i in gts}
+    for scorer, names in scorers:
+        corpus, per = _quietly(scorer.compute_score, gts, res)
+        if len(names) == 1:
+            corpus, per = [corpus], [per]
+        for name, value, values in zip(names, corpus, per):
+            metrics[name] = float(value)
+            for image_id, v in zip(gts.keys(), values):
+                per_image[image_id][name] = float(v)
+        if hasattr(scorer, "meteor_p"):
+            scorer.meteor_p.kill()  # pycocoevalcap leaves its Java process running
+    metrics["tokenizer"] = "PTB (Stanford CoreNLP)" if use_java else "python (no Java: not PTB)"
+    return metrics, per_image
+
+
+def check_results(results, references, source):
+    """Validates a COCO results list `[{"image_id", "caption"}]`; returns image_id -> caption.
+
+    Raises `DatasetError` naming `source` for a malformed list, unknown image
+    ids, duplicate ids and empty captions.
+    """
+    if not isinstance(results, list) or not all(isinstance(r, dict) for r in results):
+        raise DatasetError(f"{source}: a COCO results file is a list of {{\"image_id\", \"caption\"}} objects")
+    predictions, unknown, empty, duplicates = {}, [], [], []
+    for position, entry in enumerate(results):
+        if "image_id" not in entry or "caption" not in entry:
+            raise DatasetError(f"{source}: entry {position} lacks 'image_id' or 'caption'")
+        image_id, caption = entry["image_id"], entry["caption"]
+        if image_id not in references:
+            unknown.append(image_id)
+        elif not isinstance(caption, str) or not caption.strip():
+            empty.append(image_id)
+        elif image_id in predictions:
+            duplicates.append(image_id)
+        else:
+            predictions[image_id] = caption
+    if unknown:
+        raise DatasetError(f"{source}: {len(unknown)} results name image ids that the annotations do not have, "
+                           f"first: {unknown[:5]}")
+    if empty:
+        raise DatasetError(f"{source}: {len(empty)} results have an empty caption, first image ids: {empty[:5]}")
+    if duplicates:
+        raise DatasetError(f"{source}: {len(duplicates)} image ids have more than one result, first: "
+                           f"{duplicates[:5]}")
+    if not predictions:
+        raise DatasetError(f"{source}: no results")
+    return predictions

@@ -1,0 +1,108 @@
+"""Evaluate captions with the COCO caption metrics.
+
+    python -m captioner.evaluate RUN_DIR [--split test] [--data-root ROOT] [--beam-size 3] [--batch-size 64]
+    python -m captioner.evaluate --results RESULTS.json --annotations captions_val2014.json
+
+The first captions a split with a trained model (by default the data it was
+trained on; `--data-root` takes any COCO-format root) and writes, into
+`RUN_DIR/eval-<split>-<decoding>/` (or `--output-dir`), `predictions.json` in
+the COCO results format, `per_image.json` and `metrics.json`. The second
+scores a results file made by any system against a COCO captions file.
+"""
+
+import argparse
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m captioner.evaluate", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("run_dir", nargs="?", help="a run folder of python -m captioner.train")
+    parser.add_argument("--split", default="test", help="split to caption")
+    parser.add_argument("--data-root", help="COCO-format root to evaluate on (default: the run's own data)")
+    parser.add_argument("--karpathy-json", help="Karpathy split file (with an MS COCO --data-root)")
+    parser.add_argument("--beam-size", type=int, default=3)
+    parser.add_argument("--alpha", type=float, default=0.0, help="length penalty exponent for beam search")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--results", help="score this COCO results file instead of running a model")
+    parser.add_argument("--annotations", help="COCO captions file that --results is scored against")
+    parser.add_argument("--output-dir", help="where to write predictions, per-image scores and metrics")
+    parser.add_argument("--no-java", action="store_true", help="skip the Java-based PTB tokenizer and METEOR")
+    args = parser.parse_args(argv)
+    if bool(args.results) != bool(args.annotations):
+        parser.error("--results and --annotations go together")
+    if bool(args.run_dir) == bool(args.results):
+        parser.error("give either RUN_DIR or --results with --annotations")
+    if args.beam_size < 1 or args.batch_size < 1:
+        parser.error("--beam-size and --batch-size must be at least 1")
+
+    from captioner import evaluation, runs
+    from captioner.data.coco import DatasetError
+
+    use_java = False if args.no_java else None
+    try:
+        if args.results:
+            metrics, per_image, predictions = score_results_file(args, use_java)
+            output_dir = args.output_dir or os.path.dirname(os.path.abspath(args.results))
+        else:
+            metrics, per_image, predictions, output_dir = evaluate_run(args, use_java)
+    except (DatasetError, FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    os.makedirs(output_dir, exist_ok=True)
+    if predictions is not None:
+        runs.write_json(os.path.join(output_dir, "predictions.json"), predictions)
+    runs.write_json(os.path.join(output_dir, "per_image.json"),
+                    [{"image_id": i, **scores} for i, scores in per_image.items()])
+    runs.write_json(os.path.join(output_dir, "metrics.json"), metrics)
+    print(evaluation.format_table(metrics))
+    print(f"Written to {output_dir}")
+    return 0
+
+
+def score_results_file(args, use_java):
+    from captioner import coco_eval, evaluation
+    from captioner.data import coco
+
+    annotations = coco.load_json(args.annotations, "captions file")
+    index = coco.coco_index(annotations, args.annotations)
+    references = {i: [a["caption"] for a in index.imgToAnns.get(i, [])] for i in index.imgs}
+    references = {i: caps for i, caps in references.items() if caps}
+    predictions = coco_eval.check_results(coco.load_json(args.results, "results file"), references, args.results)
+    metrics, per_image = evaluation.score_predictions({i: references[i] for i in predictions}, predictions,
+                                                      use_java)
+    metrics.update({"results": args.results, "annotations": args.annotations, "images": len(predictions),
+                    "split": os.path.basename(args.annotations), "decoding": "given",
+                    "scale": coco_eval.SCALE})
+    return metrics, per_image, None
+
+
+def evaluate_run(args, use_java):
+    import captioner
+    from captioner import evaluation, runs
+    from captioner.data import coco, shapes
+
+    config = runs.load_config(args.run_dir)
+    model = captioner.load(args.run_dir)
+    root = args.data_root or config.data_root
+    if root is None:
+        params = shapes.ShapesParams(config.shapes_seed, config.image_size, tuple(config.shapes_splits))
+        root = shapes.ensure(shapes.default_root(params), params)
+    karpathy = args.karpathy_json or (config.karpathy_json if not args.data_root else None)
+    split = coco.read_split(root, args.split, karpathy, config.skip_missing_images)
+    metrics, outputs, per_image = evaluation.evaluate_model(model, split, root, args.batch_size, args.beam_size,
+                                                            args.alpha, use_java)
+    metrics["data_root"] = root
+    decoding = "greedy" if args.beam_size == 1 else f"beam{args.beam_size}"
+    output_dir = args.output_dir or os.path.join(args.run_dir, f"eval-{args.split}-{decoding}")
+    captions = {o["image_id"]: o["caption"] for o in outputs}
+    for image_id, scores in per_image.items():
+        scores["caption"] = captions[image_id]
+    return metrics, per_image, evaluation.to_json_outputs(outputs), output_dir
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""Captioning a split and scoring it: COCO metrics, nltk BLEU and, on Shapes, object F1 and attention pointing."""
+
+import os
+
+import keras
+
+from captioner import coco_eval
+from captioner import metrics as metrics_lib
+from captioner.data import coco
+from captioner.data.pipeline import image_dataset
+
+
+def caption_examples(model, examples, batch_size, beam_size=1, alpha=0.0, with_attention=False, progress=True):
+    """Captions of `examples` in order, decoded in batches in graph.
+
+    Returns a list of dicts with `image_id`, `caption`, `score` and, with
+    `with_attention`, `attention [L, P]` (one row per emitted word).
+    """
+    dataset = image_dataset([e.path for e in examples], model.image_size, model.normalization, batch_size)
+    bar = keras.utils.Progbar(len(examples), unit_name="image") if progress else None
+    outputs, position = [], 0
+    for images in dataset:
+        result = model.generate(images, beam_size=beam_size, alpha=alpha)
+        captions = result["captions"].numpy()
+        scores = result["scores"].numpy()
+        attention = result["attention"].numpy() if with_attention else None
+        for row in range(len(captions)):
+            entry = {"image_id": examples[position].image_id, "caption": captions[row].decode("utf-8"),
+                     "score": float(scores[row])}
+            if with_attention:
+                entry["attention"] = attention[row]
+            outputs.append(entry)
+            position += 1
+        if bar:
+            bar.add(len(captions))
+    return outputs
+
+
+def references_of(split):
+    return {e.image_id: list(e.captions) for e in split.examples}
+
+
+def score_predictions(references, predictions, use_java=None):
+    """COCO metrics and nltk corpus BLEU of `predictions` (image_id -> caption); returns `(metrics, per_image)`."""
+    metrics, per_image = coco_eval.score(references, predictions, use_java)
+    ids = list(predictions)
+    metrics.update(metrics_lib.nltk_corpus_bleu([references[i] for i in ids], [predictions[i] for i in ids]))
+    return metrics, per_image
+
+
+def shapes_instances(root, split_name):
+    """Objects of each image from a Shapes `instances_<split>.json`, or None if the root has none."""
+    path = os.path.join(root, "annotations", f"instances_{split_name}.json")
+    if not os.path.exists(path):
+        return None
+    payload = coco.load_json(path, "instances file")
+    names = {c["id"]: c["name"] for c in payload["categories"]}
+    sizes = {i["id"]: (i["width"], i["height"]) for i in payload["images"]}
+    objects = {image_id: [] for image_id in sizes}
+    for ann in payload["annotations"]:
+        objects[ann["image_id"]].append({"colour": ann["color"], "shape": names[ann["category_id"]],
+                                         "bbox": ann["bbox"]})
+    return objects, sizes
+
+
+def shapes_figures(outputs, root, split_name, grid_shape):
+    """Object F1 and attention pointing (Shapes spec) of captioned outputs; {} when not Shapes data."""
+    found = shapes_instances(root, split_name)
+    if found is None:
+        return {}
+    objects, sizes = found
+    ids = [o["image_id"] for o in outputs]
+    captions = [o["caption"] for o in outputs]
+    figures = metrics_lib.object_f1(captions, [[(x["colour"], x["shape"]) for x in objects[i]] for i in ids])
+    if "attention" in outputs[0]:
+        figures.update(metrics_lib.attention_pointing(
+            captions, [o["attention"] for o in outputs], [objects[i] for i in ids], grid_shape,
+            [sizes[i] for i in ids]))
+    return figures
+
+
+def evaluate_model(model, split, root, batch_size=64, beam_size=1, alpha=0.0, use_java=None, progress=True):
+    """Captions a split and scores it. Returns `(metrics, outputs, per_image)`."""
+    outputs = caption_examples(model, split.examples, batch_size, beam_size, alpha, with_attention=True,
+                               progress=progress)
+    predictions = {o["image_id"]: o["caption"] for o in outputs}
+    empty = [i for i, c in predictions.items() if not c.strip()]
+    if empty:
+        # COCO scorers reject empty hypotheses; a model may still produce one.
+        predictions.update({i: "<empty>" for i in empty})
+    metrics, per_image = score_predictions(references_of(split), predictions, use_java)
+    metrics.update(shapes_figures(outputs, root, split.name, model.encoder.grid_shape))
+    metrics.update({"split": split.name, "images": len(outputs), "empty_captions": len(empty),
+                    "decoding": "greedy" if beam_size == 1 else f"beam {beam_size}", "length_penalty": alpha,
+                    "scale": coco_eval.SCALE})
+    return metrics, outputs, per_image
+
+
+def format_table(metrics):
+    """The metrics as a table, labelled with how each was computed."""
+    lines = [f"{metrics.get('split', '?')} split, {metrics.get('images', '?')} images, "
+             f"{metrics.get('decoding', '?')}; scale: {metrics.get('scale', coco_eval.SCALE)}"]
+    lines.append(f"COCO caption evaluation (pycocoevalcap, tokenizer: {metrics.get('tokenizer')})")
+    for name in coco_eval.METRICS:
+        value = metrics.get(name)
+        lines.append(f"  {coco_eval.LABELS[name]:<10} {'n/a (needs Java)' if value is None else f'{value:.4f}'}")
+    lines.append("nltk corpus_bleu (not the COCO tokenisation)")
+    for n in range(1, 5):
+        lines.append(f"  BLEU-{n:<5} {metrics[f'nltk_bleu_{n}']:.4f}")
+    if "object_f1" in metrics:
+        lines.append("Shapes figures")
+        lines.append(f"  object F1          {metrics['object_f1']:.4f} (precision {metrics['object_precision']:.4f}, "
+                     f"recall {metrics['object_recall']:.4f})")
+    if "attention_pointing" in metrics:
+        lines.append(f"  attention pointing {metrics['attention_pointing']:.4f} "
+                     f"({metrics['pointing_words']} colour/shape words)")
+    return "\n".join(lines)
+
+
+def to_json_outputs(outputs):
+    return [{k: v for k, v in o.items() if k != "attention"} for o in outputs]
+

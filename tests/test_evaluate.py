@@ -1,0 +1,200 @@
+"""Evaluation: COCO metrics as pycocoevalcap computes them, Shapes figures, and the evaluate command."""
+
+import json
+import math
+import os
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from captioner import coco_eval, evaluate, evaluation, metrics, training
+from captioner import config as config_lib
+from captioner.data import coco
+
+needs_java = pytest.mark.skipif(not coco_eval.java_available(), reason="the PTB tokenizer and METEOR need Java")
+
+
+def shapes_references(root, split="test"):
+    return evaluation.references_of(coco.read_split(root, split))
+
+
+def perturbed(references):
+    """Predictions that are partly right: a reference with a word changed or dropped, or a wrong caption."""
+    predictions = {}
+    for k, (image_id, refs) in enumerate(sorted(references.items())):
+        words = refs[k % len(refs)].split()
+        if k % 3 == 0:
+            words = words[:-2]
+        elif k % 3 == 1:
+            words[1] = "orange" if words[1] != "orange" else "blue"
+        predictions[image_id] = " ".join(words) + ("." if k % 4 == 0 else "")
+    return predictions
+
+
+@needs_java
+def test_metrics_equal_coco_eval_cap(small_shapes, monkeypatch):
+    from pycocoevalcap import eval as coco_eval_cap
+    from pycocotools.coco import COCO
+
+    class NoSpice:  # SPICE needs Java 8 and a model download; it is not one of our metrics
+        def compute_score(self, gts, res):
+            return 0.0, [0.0] * len(gts)
+
+        def method(self):
+            return "SPICE"
+
+    monkeypatch.setattr(coco_eval_cap, "Spice", NoSpice)
+    references = shapes_references(small_shapes)
+    predictions = perturbed(references)
+    ours, per_image = coco_eval.score(references, predictions, use_java=True)
+
+    ground_truth = COCO(os.path.join(small_shapes, "annotations", "captions_test.json"))
+    results = ground_truth.loadRes([{"image_id": i, "caption": c} for i, c in predictions.items()])
+    official = coco_eval_cap.COCOEvalCap(ground_truth, results)
+    official.params["image_id"] = results.getImgIds()
+    official.evaluate()
+    names = {"Bleu_1": "coco_bleu_1", "Bleu_2": "coco_bleu_2", "Bleu_3": "coco_bleu_3", "Bleu_4": "coco_bleu_4",
+             "METEOR": "coco_meteor", "ROUGE_L": "coco_rouge_l", "CIDEr": "coco_cider_d"}
+    for theirs, mine in names.items():
+        assert abs(official.eval[theirs] - ours[mine]) < 1e-6, (theirs, official.eval[theirs], ours[mine])
+        for image_id, scores in official.imgToEval.items():
+            assert abs(scores[theirs] - per_image[image_id][mine]) < 1e-6
+    assert 0.1 < ours["coco_bleu_4"] < 0.99 and ours["tokenizer"].startswith("PTB")
+
+
+def test_bleu_against_hand_computed_values():
+    references = {1: ["a red circle"], 2: ["a blue square on the left"]}
+    # Image 1: "a red square": unigram precision 2/3, bigram 1/2, same length as the reference.
+    one = {1: "a red square"}
+    scores, _ = coco_eval.score({1: references[1]}, one, use_java=False)
+    nltk = metrics.nltk_corpus_bleu([references[1]], [one[1]])
+    for value in (scores["coco_bleu_1"], nltk["nltk_bleu_1"]):
+        assert value == pytest.approx(2 / 3, abs=1e-6)
+    for value in (scores["coco_bleu_2"], nltk["nltk_bleu_2"]):
+        assert value == pytest.approx(math.sqrt(2 / 3 * 1 / 2), abs=1e-6)
+    # Image 2: "a blue square", every n-gram right but 3 words against 6: brevity penalty exp(1 - 6/3).
+    two = {2: "a blue square"}
+    scores, _ = coco_eval.score({2: references[2]}, two, use_java=False)
+    assert scores["coco_bleu_1"] == pytest.approx(math.exp(1 - 6 / 3), abs=1e-6)
+    assert scores["coco_bleu_3"] == pytest.approx(math.exp(1 - 6 / 3), abs=1e-6)
+    # Corpus BLEU pools counts over images: unigrams (2 + 3) / (3 + 3), lengths 6 against 3 + 6.
+    both, _ = coco_eval.score(references, {**one, **two}, use_java=False)
+    assert both["coco_bleu_1"] == pytest.approx(5 / 6 * math.exp(1 - 9 / 6), abs=1e-6)
+    assert metrics.nltk_corpus_bleu([references[1], references[2]], [one[1], two[2]])["nltk_bleu_1"] == \
+        pytest.approx(5 / 6 * math.exp(1 - 9 / 6), abs=1e-6)
+
+
+def test_without_java_metrics_are_labelled_and_meteor_left_out(small_shapes, capsys):
+    references = shapes_references(small_shapes)
+    scores, _ = coco_eval.score(references, perturbed(references), use_java=False)
+    assert "coco_meteor" not in scores and scores["tokenizer"].startswith("python")
+    assert "Java was not found" in capsys.readouterr().err
+    table = evaluation.format_table({**scores, **metrics.nltk_corpus_bleu([["a"]], ["a"])})
+    assert "METEOR     n/a (needs Java)" in table
+
+
+def test_results_file_checks():
+    references = {1: ["a red circle"], 2: ["a blue square"]}
+    assert coco_eval.check_results([{"image_id": 1, "caption": "a red circle"}], references, "r.json") == \
+        {1: "a red circle"}
+    with pytest.raises(coco.DatasetError, match=r"r.json: 1 results name image ids .* \[7\]"):
+        coco_eval.check_results([{"image_id": 7, "caption": "x"}], references, "r.json")
+    with pytest.raises(coco.DatasetError, match="empty caption"):
+        coco_eval.check_results([{"image_id": 1, "caption": "  "}], references, "r.json")
+    with pytest.raises(coco.DatasetError, match="more than one result"):
+        coco_eval.check_results([{"image_id": 1, "caption": "a"}, {"image_id": 1, "caption": "b"}], references,
+                                "r.json")
+    with pytest.raises(coco.DatasetError, match="list of"):
+        coco_eval.check_results({"image_id": 1}, references, "r.json")
+
+
+def test_object_f1_counts_plurals_as_two():
+    truth = [[("red", "circle"), ("red", "circle")], [("blue", "square"), ("green", "cross")]]
+    result = metrics.object_f1(["two red circles", "a blue square on the left"], truth)
+    assert result["object_precision"] == 1.0 and result["object_recall"] == 0.75
+    assert result["object_f1"] == pytest.approx(2 * 0.75 / 1.75)
+    wrong = metrics.object_f1(["a small orange diamond"], [[("red", "circle")]])
+    assert wrong["object_f1"] == 0.0
+
+
+def test_attention_pointing_on_hand_made_attention():
+    # A 2 x 2 grid over a 64-pixel image; the red circle fills the top-left region exactly.
+    objects = [[{"colour": "red", "shape": "circle", "bbox": [0, 0, 32, 32]},
+                {"colour": "blue", "shape": "square", "bbox": [40, 40, 16, 16]}]]
+    attention = np.zeros((6, 4))
+    attention[1] = [1, 0, 0, 0]  # "red": all on the circle's region
+    attention[2] = [0.5, 0.5, 0, 0]  # "circle": half on it
+    attention[4] = [0, 0, 0, 1]  # "blue": on the square's region, a quarter of which is the square
+    attention[5] = [0, 0, 0, 1]
+    result = metrics.attention_pointing(["a red circle and blue square"], [attention], objects, (2, 2), [(64, 64)])
+    assert result["pointing_words"] == 4
+    assert result["attention_pointing"] == pytest.approx((1 + 0.5 + 0.25 + 0.25) / 4)
+    overlap = metrics.region_box_overlap([[40, 40, 16, 16]], (2, 2), 64, 64)
+    np.testing.assert_allclose(overlap, [0, 0, 0, 0.25])
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, small_shapes):
+    run_dir = str(tmp_path_factory.mktemp("eval") / "run")
+    training.train(config_lib.preset("tiny", data_root=small_shapes, epochs=2), run_dir, verbose=0)
+    return run_dir
+
+
+def test_evaluate_command_on_a_run(trained_run, capsys):
+    assert evaluate.main([trained_run, "--beam-size", "2", "--batch-size", "16", "--no-java"]) == 0
+    out_dir = os.path.join(trained_run, "eval-test-beam2")
+    saved = json.load(open(os.path.join(out_dir, "metrics.json")))
+    predictions = json.load(open(os.path.join(out_dir, "predictions.json")))
+    per_image = json.load(open(os.path.join(out_dir, "per_image.json")))
+    assert len(predictions) == len(per_image) == 30 and set(predictions[0]) == {"image_id", "caption", "score"}
+    assert saved["decoding"] == "beam 2" and 0 <= saved["object_f1"] <= 1 and "attention_pointing" in saved
+    for name in ("coco_bleu_4", "coco_rouge_l", "coco_cider_d", "nltk_bleu_4"):
+        assert name in saved
+    assert "Shapes figures" in capsys.readouterr().out
+    # Scoring the written results file with no model gives the same COCO numbers.
+    results = os.path.join(out_dir, "predictions.json")
+    annotations = os.path.join(saved["data_root"], "annotations", "captions_test.json")
+    assert evaluate.main(["--results", results, "--annotations", annotations, "--no-java",
+                          "--output-dir", os.path.join(out_dir, "rescored")]) == 0
+    rescored = json.load(open(os.path.join(out_dir, "rescored", "metrics.json")))
+    assert rescored["coco_bleu_4"] == pytest.approx(saved["coco_bleu_4"], abs=1e-12)
+
+
+def test_evaluate_on_a_foreign_coco_root(trained_run, small_shapes, tmp_path):
+    """A COCO-format root not written by this project: PNG files, other names and ids, no instances file."""
+    root = tmp_path / "foreign"
+    (root / "images" / "test").mkdir(parents=True)
+    (root / "annotations").mkdir()
+    source = coco.read_split(small_shapes, "test")
+    images, annotations = [], []
+    for k, example in enumerate(source.examples[:12]):
+        name = f"scene_{k}.png"
+        Image.open(example.path).save(root / "images" / "test" / name)
+        images.append({"id": 500 + k, "file_name": name, "width": 64, "height": 64})
+        annotations += [{"id": 9000 + 10 * k + j, "image_id": 500 + k, "caption": c.capitalize() + "."}
+                        for j, c in enumerate(example.captions)]
+    (root / "annotations" / "captions_test.json").write_text(json.dumps({"images": images,
+                                                                         "annotations": annotations}))
+    out = tmp_path / "out"
+    assert evaluate.main([trained_run, "--data-root", str(root), "--beam-size", "1", "--no-java",
+                          "--output-dir", str(out)]) == 0
+    saved = json.load(open(out / "metrics.json"))
+    assert saved["images"] == 12 and "object_f1" not in saved and saved["decoding"] == "greedy"
+
+
+def test_evaluate_bad_inputs_exit_2(trained_run, tmp_path, capsys):
+    assert evaluate.main(["--results", str(tmp_path / "r.json"), "--annotations", str(tmp_path / "none.json")]) == 2
+    assert "Missing captions file" in capsys.readouterr().err
+    annotations = tmp_path / "captions.json"
+    annotations.write_text(json.dumps({"images": [{"id": 1, "file_name": "x.jpg"}],
+                                       "annotations": [{"id": 1, "image_id": 1, "caption": "a red circle"}]}))
+    results = tmp_path / "r.json"
+    results.write_text(json.dumps([{"image_id": 2, "caption": "a red circle"}]))
+    assert evaluate.main(["--results", str(results), "--annotations", str(annotations), "--no-java"]) == 2
+    assert "image ids that the annotations do not have" in capsys.readouterr().err
+    shutil.rmtree(tmp_path / "nowhere", ignore_errors=True)
+    assert evaluate.main([trained_run, "--data-root", str(tmp_path / "nowhere")]) == 2
+    with pytest.raises(SystemExit):
+        evaluate.main(["--results", str(results)])
