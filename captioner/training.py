@@ -1,5 +1,6 @@
 """Training a Captioner: data, vocabulary, model, `fit()` with standard callbacks, test metrics."""
 
+import csv
 import dataclasses
 import math
 import os
@@ -8,7 +9,6 @@ import time
 
 import keras
 
-from captioner import config as config_lib
 from captioner import evaluation
 from captioner import metrics as metrics_lib
 from captioner import runs
@@ -138,21 +138,39 @@ def build_vocabulary(config, data, run_dir):
     return tokenizer_lib.load_vocabulary(path)
 
 
+MONITOR = "val_nltk_bleu_4"
+
+
+def best_logged(run_dir, monitor=MONITOR):
+    """The best `monitor` value in the run's `log.csv` (None if none): what a resumed run must beat."""
+    path = os.path.join(run_dir, "log.csv")
+    if not os.path.exists(path):
+        return None
+    with open(path) as handle:
+        values = [float(row[monitor]) for row in csv.DictReader(handle) if row.get(monitor)]
+    return max(values) if values else None
+
+
 def callbacks(config, run_dir, data):
-    monitor = "val_nltk_bleu_4"
+    """ValidationBleu first: the callbacks after it read the figure it adds to the logs."""
     return [
         ValidationBleu(data.val, config.eval_batch_size),
         keras.callbacks.BackupAndRestore(os.path.join(run_dir, "backup")),
-        keras.callbacks.ModelCheckpoint(os.path.join(run_dir, runs.BEST_WEIGHTS), monitor=monitor, mode="max",
-                                        save_best_only=True, save_weights_only=True),
-        keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=config.patience),
+        keras.callbacks.ModelCheckpoint(os.path.join(run_dir, runs.BEST_WEIGHTS), monitor=MONITOR, mode="max",
+                                        save_best_only=True, save_weights_only=True,
+                                        initial_value_threshold=best_logged(run_dir)),
+        keras.callbacks.EarlyStopping(monitor=MONITOR, mode="max", patience=config.patience),
         keras.callbacks.CSVLogger(os.path.join(run_dir, "log.csv"), append=True),
         keras.callbacks.TensorBoard(os.path.join(run_dir, "logs")),
     ]
 
 
-def train(config, run_dir, verbose="auto"):
-    """Trains `config` into `run_dir` (resuming it if unfinished) and returns the test metrics."""
+def train(config, run_dir, verbose="auto", extra_callbacks=()):
+    """Trains `config` into `run_dir` (resuming it if unfinished) and returns the test metrics.
+
+    `extra_callbacks` run after the standard ones (validation BLEU, backup,
+    best checkpoint, early stopping, CSV log, TensorBoard).
+    """
     started = time.time()
     keras.utils.set_random_seed(config.seed)
     data = load_data(config)
@@ -174,7 +192,7 @@ def train(config, run_dir, verbose="auto"):
     train_started = time.time()
     model.fit(train_data.repeat() if config.steps_per_epoch else train_data, epochs=config.epochs,
               steps_per_epoch=config.steps_per_epoch, validation_data=val_data, shuffle=False,
-              callbacks=callbacks(config, run_dir, data), verbose=verbose)
+              callbacks=callbacks(config, run_dir, data) + list(extra_callbacks), verbose=verbose)
     train_seconds = time.time() - train_started
 
     best = os.path.join(run_dir, runs.BEST_WEIGHTS)

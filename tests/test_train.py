@@ -124,3 +124,34 @@ def test_command_line_errors_exit_2(tmp_path):
                               str(tmp_path / "no-coco"), "--run-dir", str(tmp_path / "run")],
                              capture_output=True, text=True, env=env)
     assert missing.returncode == 2 and "does not exist" in missing.stderr
+
+
+class Interrupt(keras.callbacks.Callback):
+    """Stops the process-like run after `epochs` epochs, as a kill between epochs would."""
+
+    def __init__(self, epochs):
+        super().__init__()
+        self.epochs = epochs
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.epochs:
+            raise KeyboardInterrupt("interrupted")
+
+
+def test_an_interrupted_run_resumes_where_it_stopped(tmp_path, small_shapes):
+    config = config_lib.preset("tiny", data_root=small_shapes, epochs=3)
+    run_dir = str(tmp_path / "run")
+    with pytest.raises(KeyboardInterrupt):
+        training.train(config, run_dir, verbose=0, extra_callbacks=[Interrupt(1)])
+    assert not runs.is_finished(run_dir) and os.path.isdir(os.path.join(run_dir, "backup"))
+    first_best = training.best_logged(run_dir)
+    assert first_best is not None
+
+    started = []
+    record = keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: started.append(epoch))
+    metrics = training.train(config, run_dir, verbose=0, extra_callbacks=[record])
+    assert started == [1, 2]  # resumed after epoch 0, not restarted
+    with open(os.path.join(run_dir, "log.csv")) as handle:
+        assert [int(r["epoch"]) for r in csv.DictReader(handle)] == [0, 1, 2]
+    assert runs.is_finished(run_dir) and not os.path.exists(os.path.join(run_dir, "backup"))
+    assert training.best_logged(run_dir) >= first_best and "nltk_bleu_4" in metrics
