@@ -147,8 +147,11 @@ def _coerce(field, value):
 
 
 PRESETS = {
-    # The default: Shapes at 96 px, a small CNN trained from scratch.
-    "shapes": {},
+    # The default: Shapes at 96 px, a small CNN trained from scratch. No doubly-stochastic
+    # penalty: it asks all 36 regions for attention while a caption names at most 3 objects;
+    # 5-epoch LSTM runs scored attention pointing 0.29 (1.0, 8 epochs), 0.48 (0.1), 0.56 (0.0)
+    # at equal BLEU-4.
+    "shapes": dict(attention_reg=0.0),
     # A smoke test: little data, a small model, seconds per epoch.
     "tiny": dict(shapes_splits=(600, 60, 60), image_size=64, feature_dim=64, embed_dim=48,
                  hidden_dim=96, model_dim=64, attention_dim=64, num_layers=1, num_heads=2, batch_size=16,
