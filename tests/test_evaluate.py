@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from captioner import coco_eval, evaluate, evaluation, metrics, training
-from captioner import config as config_lib
+from captioner import coco_eval, evaluate, evaluation, metrics
 from captioner.data import coco
 
 needs_java = pytest.mark.skipif(not coco_eval.java_available(), reason="the PTB tokenizer and METEOR need Java")
@@ -133,13 +132,6 @@ def test_attention_pointing_on_hand_made_attention():
     assert result["attention_pointing"] == pytest.approx((1 + 0.5 + 0.25 + 0.25) / 4)
     overlap = metrics.region_box_overlap([[40, 40, 16, 16]], (2, 2), 64, 64)
     np.testing.assert_allclose(overlap, [0, 0, 0, 0.25])
-
-
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory, small_shapes):
-    run_dir = str(tmp_path_factory.mktemp("eval") / "run")
-    training.train(config_lib.preset("tiny", data_root=small_shapes, epochs=2), run_dir, verbose=0)
-    return run_dir
 
 
 def test_evaluate_command_on_a_run(trained_run, capsys):
