@@ -17,11 +17,27 @@ def small_shapes(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def trained_run(tmp_path_factory, small_shapes):
-    """A run folder of the tiny preset trained 2 epochs on `small_shapes` (LSTM)."""
+def tiny_shapes(tmp_path_factory):
+    """The tiny preset's Shapes data (2000 / 100 / 100 images at 64 px)."""
     from captioner import config as config_lib
     from captioner import training
 
+    root = str(tmp_path_factory.mktemp("tiny") / "shapes")
+    training.load_data(config_lib.preset("tiny", data_root=root))
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, tiny_shapes):
+    """`(config, run_dir, metrics)` of the tiny preset trained as `python -m captioner.train --preset tiny`."""
+    from captioner import config as config_lib
+    from captioner import training
+
+    config = config_lib.preset("tiny", data_root=tiny_shapes)
     run_dir = str(tmp_path_factory.mktemp("run") / "tiny-lstm")
-    training.train(config_lib.preset("tiny", data_root=small_shapes, epochs=2), run_dir, verbose=0)
-    return run_dir
+    return config, run_dir, training.train(config, run_dir, verbose=0)
+
+
+@pytest.fixture(scope="session")
+def trained_run(tiny_run):
+    return tiny_run[1]

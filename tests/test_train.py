@@ -27,22 +27,6 @@ print(json.dumps({"scores": scores, "captions": captions}))
 """
 
 
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    """The tiny preset's Shapes data (600 / 60 / 60 images at 64 px)."""
-    root = str(tmp_path_factory.mktemp("tiny") / "shapes")
-    training.load_data(config_lib.preset("tiny", data_root=root))
-    return root
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory, tiny_data):
-    config = config_lib.preset("tiny", data_root=tiny_data)
-    run_dir = str(tmp_path_factory.mktemp("train") / "run")
-    metrics = training.train(config, run_dir, verbose=0)
-    return config, run_dir, metrics
-
-
 def test_tiny_preset_learns(tiny_run):
     config, run_dir, metrics = tiny_run
     with open(os.path.join(run_dir, "log.csv")) as handle:
@@ -56,8 +40,11 @@ def test_tiny_preset_learns(tiny_run):
     data = training.load_data(config)
     baseline, _ = training.score_split(untrained, data.test, config.eval_batch_size, progress=False)
     assert baseline["nltk_bleu_4"] < 0.05
-    assert metrics["nltk_bleu_4"] > baseline["nltk_bleu_4"] + 0.15, (metrics, baseline)
+    assert metrics["nltk_bleu_4"] > baseline["nltk_bleu_4"] + 0.2, (metrics, baseline)
     assert metrics["nltk_bleu_1"] > 0.5
+    # It looks at the images: the 100 test images do not all get the same few captions.
+    predictions = runs.read_json(os.path.join(run_dir, "predictions_test.json"))
+    assert len({p["caption"] for p in predictions}) >= 30
 
 
 def test_run_folder_is_complete(tiny_run):
@@ -68,9 +55,9 @@ def test_run_folder_is_complete(tiny_run):
     assert os.path.isdir(os.path.join(run_dir, "logs"))
     assert runs.load_config(run_dir) == config
     saved = runs.read_json(os.path.join(run_dir, "metrics.json"))
-    assert saved["scale"] == "0-1" and saved["decoding"] == "greedy" and saved["images"] == 60
+    assert saved["scale"] == "0-1" and saved["decoding"] == "greedy" and saved["images"] == 100
     predictions = runs.read_json(os.path.join(run_dir, "predictions_test.json"))
-    assert len(predictions) == 60 and set(predictions[0]) == {"image_id", "caption"}
+    assert len(predictions) == 100 and set(predictions[0]) == {"image_id", "caption"}
 
 
 def test_run_folder_reloads_in_a_fresh_process_and_reproduces_bleu(tiny_run):
@@ -94,11 +81,11 @@ def test_resuming_with_another_config_is_refused(tiny_run, tmp_path):
     assert runs.choose_run_dir(run_dir) == run_dir + "-2"
 
 
-def test_transformer_trains_on_tiny(tmp_path, tiny_data):
-    config = config_lib.preset("tiny", decoder="transformer", data_root=tiny_data, learning_rate=1e-3)
+def test_transformer_trains_on_tiny(tmp_path, tiny_shapes):
+    config = config_lib.preset("tiny", decoder="transformer", data_root=tiny_shapes, learning_rate=1e-3)
     metrics = training.train(config, str(tmp_path / "run"), verbose=0)
-    # An untrained model scores BLEU-4 < 0.05 (test_tiny_preset_learns); 114 steps reach about 0.15.
-    assert metrics["nltk_bleu_1"] > 0.35 and metrics["nltk_bleu_4"] > 0.08, metrics
+    # An untrained model scores BLEU-4 < 0.05 (test_tiny_preset_learns).
+    assert metrics["nltk_bleu_1"] > 0.4 and metrics["nltk_bleu_4"] > 0.15, metrics
     with open(tmp_path / "run" / "log.csv") as handle:
         losses = [float(r["loss"]) for r in csv.DictReader(handle)]
     assert losses[-1] < 0.8 * losses[0], losses
