@@ -140,7 +140,7 @@ def test_evaluate_command_on_a_run(trained_run, capsys):
     saved = json.load(open(os.path.join(out_dir, "metrics.json")))
     predictions = json.load(open(os.path.join(out_dir, "predictions.json")))
     per_image = json.load(open(os.path.join(out_dir, "per_image.json")))
-    assert len(predictions) == len(per_image) == 30 and set(predictions[0]) == {"image_id", "caption", "score"}
+    assert len(predictions) == len(per_image) == 100 and set(predictions[0]) == {"image_id", "caption", "score"}
     assert saved["decoding"] == "beam 2" and 0 <= saved["object_f1"] <= 1 and "attention_pointing" in saved
     for name in ("coco_bleu_4", "coco_rouge_l", "coco_cider_d", "nltk_bleu_4"):
         assert name in saved
