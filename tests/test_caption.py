@@ -4,6 +4,7 @@ import csv
 import io
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -20,15 +21,17 @@ def upright(small_shapes):
     return np.asarray(Image.open(coco.read_split(small_shapes, "test").examples[0].path).convert("RGB"))
 
 
+SHAPES_IMAGES = 1000
+
+
 @pytest.fixture()
-def awkward_folder(small_shapes, tmp_path, upright):
-    """Shapes images plus every awkward kind of file the caption command must survive."""
+def awkward_folder(tiny_shapes, tmp_path, upright):
+    """1000 Shapes images plus every awkward kind of file the caption command must survive."""
     folder = tmp_path / "photos"
     folder.mkdir()
-    examples = coco.read_split(small_shapes, "test").examples
-    for example in examples[:20]:
-        with open(example.path, "rb") as source, open(folder / os.path.basename(example.path), "wb") as out:
-            out.write(source.read())
+    examples = coco.read_split(tiny_shapes, "train").examples[:SHAPES_IMAGES]
+    for example in examples:
+        shutil.copy(example.path, folder / os.path.basename(example.path))
     jpeg = open(examples[0].path, "rb").read()
     png = io.BytesIO()
     Image.fromarray(upright).save(png, format="PNG")
@@ -77,25 +80,25 @@ def test_reader_orients_and_converts(awkward_folder, upright):
 
 def test_caption_command_survives_awkward_files(trained_run, awkward_folder, tmp_path, capsys):
     output = tmp_path / "captions.jsonl"
-    status = caption.main([trained_run, str(awkward_folder), "-o", str(output), "--batch-size", "8", "--quiet"])
+    status = caption.main([trained_run, str(awkward_folder), "-o", str(output), "--batch-size", "64", "--quiet"])
     assert status == 1
     entries = [json.loads(line) for line in output.read_text().splitlines()]
     by_name = {os.path.basename(e["path"]): e for e in entries}
-    assert len(entries) == len(by_name) == 20 + 8 + len(UNREADABLE)
+    assert len(entries) == len(by_name) == SHAPES_IMAGES + 8 + len(UNREADABLE)
     assert "album.jpg" not in by_name
     for name, entry in by_name.items():
         if name in UNREADABLE:
             assert entry["caption"] == "" and entry["error"], name
         else:
             assert entry["caption"] and "error" not in entry, name
-    assert "28 captioned, 5 failed" in capsys.readouterr().out
+    assert f"{SHAPES_IMAGES + 8} captioned, 5 failed" in capsys.readouterr().out
 
     # Running again onto the same output skips what was captioned and retries only the failures.
     status = caption.main([trained_run, str(awkward_folder), "-o", str(output), "--quiet"])
     assert status == 1
     again = [json.loads(line) for line in output.read_text().splitlines()]
     assert len(again) == len(entries) + len(UNREADABLE)
-    assert "0 captioned, 5 failed, 28 already" in capsys.readouterr().out
+    assert f"0 captioned, 5 failed, {SHAPES_IMAGES + 8} already" in capsys.readouterr().out
 
 
 def test_csv_and_coco_outputs_and_attention_figures(trained_run, small_shapes, tmp_path):
