@@ -59,15 +59,12 @@ def load_data(config):
     return Data(root, train, val, test)
 
 
-def references(split):
-    return [list(e.captions) for e in split.examples]
-
-
 def score_split(model, split, batch_size, progress=True):
     """Greedy captions of a split and their nltk corpus BLEU; returns `(scores, captions)`."""
     outputs = evaluation.caption_examples(model, split.examples, batch_size, progress=progress)
     captions = [o["caption"] for o in outputs]
-    return metrics_lib.nltk_corpus_bleu(references(split), captions), captions
+    references = list(evaluation.references_of(split).values())
+    return metrics_lib.nltk_corpus_bleu(references, captions), captions
 
 
 class ValidationBleu(keras.callbacks.Callback):
