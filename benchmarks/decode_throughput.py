@@ -125,7 +125,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", nargs="+", default=["runs/shapes-lstm", "runs/shapes-transformer"])
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--reference-images", type=int, default=8)
     args = parser.parse_args()
 
