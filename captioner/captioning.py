@@ -24,20 +24,25 @@ def output_format(path):
 
 def done_paths(path, kind):
     """Paths already captioned in an existing output (errors are tried again)."""
-    if not os.path.exists(path):
-        return set()
-    if kind == "csv":
-        with open(path, newline="") as handle:
-            return {row["path"] for row in csv.DictReader(handle) if row.get("caption")}
     done = set()
-    with open(_stream_path(path, kind)) as handle:
-        for line in handle:
-            try:
-                entry = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line cut short by a crash: caption that image again
-            if entry.get("caption"):
-                done.add(entry["path"])
+    if kind == "csv":
+        if os.path.exists(path):
+            with open(path, newline="") as handle:
+                done = {row["path"] for row in csv.DictReader(handle) if row.get("caption")}
+        return done
+    if kind == "coco" and os.path.exists(path):
+        with open(path) as handle:
+            done = {entry["file_name"] for entry in json.load(handle)}
+    stream = _stream_path(path, kind)
+    if os.path.exists(stream):
+        with open(stream) as handle:
+            for line in handle:
+                try:
+                    entry = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a line cut short by a crash: caption that image again
+                if entry.get("caption"):
+                    done.add(entry["path"])
     return done
 
 
@@ -56,7 +61,8 @@ class ResultWriter:
             # Resuming a finished COCO output: carry its entries over as lines.
             with open(path) as handle, open(stream, "w") as out:
                 for entry in json.load(handle):
-                    out.write(json.dumps(entry) + "\n")
+                    out.write(json.dumps({"path": entry["file_name"], "image_id": entry["image_id"],
+                                          "caption": entry["caption"]}) + "\n")
         new = not os.path.exists(stream) or os.path.getsize(stream) == 0
         self.handle = open(stream, "a", newline="")
         self.lock = threading.Lock()  # unreadable files are reported from the reading thread

@@ -120,6 +120,9 @@ def test_csv_and_coco_outputs_and_attention_figures(trained_run, small_shapes, t
     results = json.load(open(coco_path))
     assert sorted(r["image_id"] for r in results) == sorted(int(os.path.splitext(n)[0]) for n in os.listdir(folder))
     assert not os.path.exists(f"{coco_path}.partial.jsonl")
+    # Running again onto a finished COCO results file skips everything and keeps the list whole.
+    assert caption.main([trained_run, str(folder), "-o", str(coco_path), "--quiet"]) == 0
+    assert json.load(open(coco_path)) == results
     # Greedy captions through the folder path equal those of the evaluation path (shared ops).
     greedy = {os.path.basename(r["path"]): r["caption"] for r in rows}
     model = captioner.load(trained_run)
