@@ -131,6 +131,8 @@ def caption_folder(model, folder, output, beam_size=3, batch_size=32, recursive=
             yield position, pixels
 
     needs_pixels = attention_dir is not None
+    if needs_pixels:
+        from captioner import plots  # matplotlib only when figures are asked for
 
     def preprocess(position, pixels):
         image = normalize_image(resize_image(pixels, model.image_size), model.normalization)
@@ -150,8 +152,6 @@ def caption_folder(model, folder, output, beam_size=3, batch_size=32, recursive=
                 writer.write({"path": path, "image_id": image_id_for(path, int(position)),
                               "caption": captions[row], "score": round(float(scores[row]), 6)})
                 if attention_dir:
-                    from captioner import plots
-
                     height, width = sizes[row].numpy()
                     plots.save_attention_figure(
                         pixels[row, :height, :width].numpy(), captions[row], result["attention"][row].numpy(),

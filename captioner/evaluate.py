@@ -82,15 +82,13 @@ def score_results_file(args, use_java):
 
 def evaluate_run(args, use_java):
     import captioner
-    from captioner import evaluation, runs
-    from captioner.data import coco, shapes
+    from captioner import evaluation, runs, training
+    from captioner.data import coco
 
     config = runs.load_config(args.run_dir)
     model = captioner.load(args.run_dir)
-    root = args.data_root or config.data_root
-    if root is None:
-        params = shapes.ShapesParams(config.shapes_seed, config.image_size, tuple(config.shapes_splits))
-        root = shapes.ensure(shapes.default_root(params), params)
+    # An explicit --data-root is read as it is; the run's own data is found (or rewritten) as training did.
+    root = args.data_root or training.data_root(config)
     karpathy = args.karpathy_json or (config.karpathy_json if not args.data_root else None)
     split = coco.read_split(root, args.split, karpathy, config.skip_missing_images)
     metrics, outputs, per_image = evaluation.evaluate_model(model, split, root, args.batch_size, args.beam_size,

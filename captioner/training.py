@@ -37,8 +37,8 @@ class Data:
     test: coco.Split
 
 
-def load_data(config):
-    """Reads train/val/test for `config`, writing Shapes first if it is not there yet."""
+def data_root(config):
+    """The dataset root of `config`; for Shapes, written first if it is not there yet."""
     root = config.data_root
     if config.dataset == "shapes":
         params = shapes.ShapesParams(config.shapes_seed, config.image_size, tuple(config.shapes_splits))
@@ -46,6 +46,12 @@ def load_data(config):
             root = shapes.ensure(shapes.default_root(params), params)
         elif not os.path.exists(root):
             root = shapes.generate(root, params)
+    return root
+
+
+def load_data(config):
+    """Reads train/val/test for `config`, writing Shapes first if it is not there yet."""
+    root = data_root(config)
     read = lambda split: coco.read_split(root, split, config.karpathy_json, config.skip_missing_images)  # noqa: E731
     train, val = read("train"), read("val")
     try:
