@@ -50,6 +50,13 @@ class Config:
         patience: int, epochs without validation BLEU-4 gain before early stopping.
         seed: int, seed of weights, shuffling and caption sampling.
         jit_compile: bool, compile the train step with XLA.
+        precision: str, "float32", or a mixed-precision policy: "mixed" (float16 on a GPU,
+            bfloat16 otherwise), "mixed_float16" or "mixed_bfloat16". Variables and logits stay float32.
+        feature_cache: bool, with a frozen encoder, compute its region grids once, write them to
+            TFRecord shards and train from those instead of images.
+        feature_cache_dir: str or None, where feature caches live (None: `feature-cache/` beside the data).
+        backup_steps: int, back the training state up every this many steps (and at each epoch end);
+            0 backs up at epoch ends only.
         eval_batch_size: int, images per step when generating captions.
     """
 
@@ -87,6 +94,10 @@ class Config:
     patience: int = 3
     seed: int = 0
     jit_compile: bool = False
+    precision: str = "float32"
+    feature_cache: bool = False
+    feature_cache_dir: typing.Optional[str] = None
+    backup_steps: int = 100
     eval_batch_size: int = 100
 
     def to_json(self):
@@ -108,7 +119,8 @@ class Config:
 
     def validated(self):
         choices = {"dataset": ("shapes", "coco"), "decoder": ("lstm", "transformer"),
-                   "encoder_weights": (None, "imagenet")}
+                   "encoder_weights": (None, "imagenet"),
+                   "precision": ("float32", "mixed", "mixed_float16", "mixed_bfloat16")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
@@ -120,6 +132,11 @@ class Config:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.model_dim % self.num_heads:
             raise ValueError(f"model_dim ({self.model_dim}) must be divisible by num_heads ({self.num_heads})")
+        if self.backup_steps < 0:
+            raise ValueError(f"backup_steps must be 0 (epoch ends only) or more, got {self.backup_steps}")
+        if self.feature_cache and self.train_encoder:
+            raise ValueError("feature_cache needs a frozen encoder (--no-train-encoder): "
+                             "a fine-tuned encoder's features change every step")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.dataset == "coco" and not self.data_root:
@@ -161,14 +178,15 @@ PRESETS = {
     # MS COCO with an ImageNet MobileNetV3 encoder (frozen) and the attention LSTM.
     "coco-lstm": dict(dataset="coco", image_size=224, encoder="MobileNetV3Large", encoder_weights="imagenet",
                       train_encoder=False, feature_dim=512, embed_dim=512, hidden_dim=512, attention_dim=512,
-                      min_count=5, max_length=30, cache_images=False, batch_size=64, epochs=20,
-                      learning_rate=4e-4, warmup_steps=1000, dropout=0.5, attention_reg=1.0, eval_batch_size=64),
+                      min_count=5, max_length=30, cache_images=False, feature_cache=True, backup_steps=1000,
+                      batch_size=64, epochs=20, learning_rate=4e-4, warmup_steps=1000, dropout=0.5,
+                      attention_reg=1.0, eval_batch_size=64),
     # MS COCO with the Transformer decoder.
     "coco-transformer": dict(dataset="coco", decoder="transformer", image_size=224, encoder="MobileNetV3Large",
                              encoder_weights="imagenet", train_encoder=False, feature_dim=512,
                              model_dim=512, num_layers=3, num_heads=8, min_count=5, max_length=30,
-                             cache_images=False, batch_size=64, epochs=20, learning_rate=3e-4,
-                             warmup_steps=4000, dropout=0.1, eval_batch_size=64),
+                             cache_images=False, feature_cache=True, backup_steps=1000, batch_size=64,
+                             epochs=20, learning_rate=3e-4, warmup_steps=4000, dropout=0.1, eval_batch_size=64),
 }
 
 

@@ -5,14 +5,15 @@
       vocab.txt          the vocabulary, one token a line, ids in line order
       model.keras        the Captioner (encoder, decoder, tokenizer), best validation weights
       checkpoints/       best weights so far (`best.weights.h5`)
-      backup/            BackupAndRestore state while training is unfinished
+      backup/            BackupAndRestore state while the run is unfinished (`state.json` names the weights)
       logs/              TensorBoard
       log.csv            one row an epoch: losses, accuracy, validation BLEU, learning rate
       metrics.json       final test metrics
       predictions_test.json   test captions in the COCO results format
 
-Every JSON file is written to a temporary name and renamed, so a crash never
-leaves a half-written one.
+Every file is written to a temporary name and renamed (JSON, vocabulary,
+weights, model, backups; `log.csv` is cut back to the restored epoch on
+resume), so a process killed at any moment never leaves a half-written one.
 """
 
 import json
@@ -39,6 +40,13 @@ def write_json(path, payload):
         json.dump(payload, handle, indent=2)
         handle.flush()
         os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
+def save_model(model, path):
+    """`model.save(path)` atomically: to `NAME.partial.keras`, then renamed over `path`."""
+    temporary = path[:-len(".keras")] + ".partial.keras"
+    model.save(temporary)
     os.replace(temporary, path)
 
 

@@ -1,20 +1,23 @@
 """Training a Captioner: data, vocabulary, model, `fit()` with standard callbacks, test metrics."""
 
+import contextlib
 import csv
 import dataclasses
 import math
 import os
+import shutil
 import sys
 import time
 
 import keras
+import tensorflow as tf
 
 from captioner import evaluation
 from captioner import metrics as metrics_lib
 from captioner import runs
-from captioner.data import coco, shapes
+from captioner.data import coco, features, shapes
 from captioner.data import tokenizer as tokenizer_lib
-from captioner.data.pipeline import caption_dataset
+from captioner.data.pipeline import caption_dataset, region_caption_dataset
 from captioner.models.captioner import build_captioner
 
 
@@ -73,72 +76,210 @@ def score_split(model, split, batch_size, progress=True):
     return metrics_lib.nltk_corpus_bleu(references, captions), captions
 
 
+# ---------------------------------------------------------------- distribution
+
+
+STRATEGIES = ("none", "mirrored", "multi-worker", "tpu")
+
+
+def make_strategy(name):
+    """A `tf.distribute` strategy by name, or None for the default (one device).
+
+    "mirrored": all local GPUs (synchronous data parallelism); "multi-worker":
+    `MultiWorkerMirroredStrategy` over the workers in `TF_CONFIG`; "tpu": the
+    TPU found by `TPUClusterResolver`. Create it before any other TensorFlow work.
+    """
+    if name == "none":
+        return None
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi-worker":
+        if not os.environ.get("TF_CONFIG"):
+            raise ValueError("--distribute multi-worker reads the cluster from the TF_CONFIG environment "
+                             "variable, which is not set (see the README's distributed training section)")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "tpu":
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+        return tf.distribute.TPUStrategy(resolver)
+    raise ValueError(f"Unknown distribution {name!r}; choose one of {', '.join(STRATEGIES)}")
+
+
+def _is_multi_worker(strategy):
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and \
+        len(strategy.cluster_resolver.cluster_spec().as_dict()) > 0
+
+
+def is_chief(strategy):
+    """Whether this process writes the run folder: the `chief` task, or `worker` 0 when there is none."""
+    if not _is_multi_worker(strategy):
+        return True
+    resolver = strategy.cluster_resolver
+    if resolver.task_type == "chief":
+        return True
+    return resolver.task_type == "worker" and resolver.task_id == 0 and \
+        "chief" not in resolver.cluster_spec().as_dict()
+
+
+def share_from_chief(strategy, values):
+    """The chief's `values` (dict of floats) on every worker, through one all-reduce.
+
+    Only the global replica 0 contributes; `MultiWorkerMirroredStrategy` puts it
+    on the chief (or on worker 0 when there is no chief). Every worker must call this.
+    """
+    keys = sorted(values)
+    local = tf.constant([float(values[k]) for k in keys], tf.float32)
+
+    @tf.function
+    def reduce():
+        def replica_fn():
+            first = tf.distribute.get_replica_context().replica_id_in_sync_group == 0
+            return tf.where(first, local, tf.zeros_like(local))
+        return strategy.reduce("SUM", strategy.run(replica_fn), axis=None)
+
+    return dict(zip(keys, (float(v) for v in reduce().numpy())))
+
+
+@contextlib.contextmanager
+def dtype_policy(precision):
+    """Builds layers under `precision` ("float32", "mixed", "mixed_float16", "mixed_bfloat16")."""
+    if precision == "mixed":
+        precision = "mixed_float16" if tf.config.list_physical_devices("GPU") else "mixed_bfloat16"
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(precision)
+    try:
+        yield precision
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+# ---------------------------------------------------------------- callbacks
+
+
 class ValidationBleu(keras.callbacks.Callback):
     """Adds greedy `val_nltk_bleu_4` (0-1) to the epoch logs, for early stopping and checkpoints.
 
-    Must come before the callbacks that read it.
+    Must come before the callbacks that read it. Under multi-worker training
+    only the chief decodes; every worker receives its figures, so all of them
+    take the same early-stopping decision.
 
     Args:
+        captioner: the `Captioner` to decode with (the trained model may be its region model).
         split: `coco.Split`, the validation split.
         batch_size: int, images per decoding step.
         max_images: int, score at most this many images (the first ones).
+        strategy: the `tf.distribute` strategy, or None.
     """
 
-    def __init__(self, split, batch_size, max_images=1000):
+    def __init__(self, captioner, split, batch_size, max_images=1000, strategy=None):
         super().__init__()
+        self.captioner = captioner
         self.split = dataclasses.replace(split, examples=split.examples[:max_images])
         self.batch_size = batch_size
+        self.strategy = strategy
 
     def on_epoch_end(self, epoch, logs=None):
-        scores, _ = score_split(self.model, self.split, self.batch_size, progress=False)
+        if is_chief(self.strategy):
+            scores, _ = score_split(self.captioner, self.split, self.batch_size, progress=False)
+        else:
+            scores = {f"nltk_bleu_{n}": 0.0 for n in range(1, 5)}
+        if _is_multi_worker(self.strategy):
+            scores = share_from_chief(self.strategy, scores)
         if logs is not None:
             logs.update({f"val_{k}": v for k, v in scores.items()})
         log(f"epoch {epoch + 1}: val nltk BLEU-4 {scores['nltk_bleu_4']:.4f} (greedy, 0-1)")
 
 
-def learning_rate_schedule(config, steps_per_epoch):
-    total = max(1, config.epochs * steps_per_epoch)
-    warmup = min(config.warmup_steps, total // 2)
-    return keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=0.0, warmup_target=config.learning_rate, warmup_steps=warmup,
-        decay_steps=max(1, total - warmup), alpha=0.05)
+class BestCheckpoint(keras.callbacks.ModelCheckpoint):
+    """`ModelCheckpoint` of the best weights that never leaves a half-written file.
+
+    Keras writes the weights to `NAME.partial.weights.h5`; once complete, the file is renamed over `filepath`.
+    """
+
+    def __init__(self, filepath, **kwargs):
+        self.final_path = filepath
+        super().__init__(filepath[:-len(".weights.h5")] + ".partial.weights.h5", save_weights_only=True,
+                         save_best_only=True, **kwargs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch, logs)
+        if os.path.exists(self.filepath):
+            os.replace(self.filepath, self.final_path)
 
 
-def compile_model(model, config, steps_per_epoch):
-    optimizer = keras.optimizers.Adam(learning_rate_schedule(config, steps_per_epoch), clipnorm=config.clipnorm)
-    model.compile(
-        optimizer=optimizer,
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="mean_with_sample_weight"),
-        weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-        jit_compile=config.jit_compile)
+class RunBackup(keras.callbacks.BackupAndRestore):
+    """`BackupAndRestore` whose backups are atomic, every `save_freq` steps and at every epoch end.
 
+    A backup is a weights file (model and optimizer) named after its step,
+    written completely, then committed by atomically replacing `state.json`,
+    which names it; older weights files are deleted after. A process killed at
+    any moment therefore leaves the last committed backup readable. Restoring
+    loads its weights and resumes at its epoch (the interrupted epoch restarts
+    from its first batch with the backed-up weights and optimizer state).
 
-def prepare_run_dir(run_dir, config):
-    """Creates the run folder, or checks that an unfinished one was made with the same config."""
-    config_path = os.path.join(run_dir, runs.CONFIG)
-    if os.path.exists(config_path):
-        saved = runs.load_config(run_dir)
-        if saved != config:
-            differences = {k: (v, getattr(config, k)) for k, v in dataclasses.asdict(saved).items()
-                           if getattr(config, k) != v}
-            raise ValueError(
-                f"{run_dir} holds an unfinished run with another config (saved, requested): {differences}; "
-                "rerun with its settings to resume, or choose another --run-dir")
-        log(f"Resuming the unfinished run in {run_dir}")
-        return True
-    os.makedirs(run_dir, exist_ok=True)
-    runs.write_json(config_path, config.to_json())
-    return False
+    Args:
+        backup_dir: str, the folder (used by nothing else).
+        save_freq: int steps, or "epoch" (epoch ends only).
+        write: bool, False on non-chief workers: they restore but never write.
+    """
 
+    STATE = "state.json"
 
-def build_vocabulary(config, data, run_dir):
-    path = os.path.join(run_dir, runs.VOCAB)
-    if os.path.exists(path):
-        return tokenizer_lib.load_vocabulary(path)
-    captions = [c for e in data.train.examples for c in e.captions]
-    words = tokenizer_lib.build_vocabulary(captions, config.min_count)
-    tokenizer_lib.save_vocabulary(tokenizer_lib.CaptionTokenizer(words), path)
-    return tokenizer_lib.load_vocabulary(path)
+    def __init__(self, backup_dir, save_freq="epoch", write=True):
+        super().__init__(backup_dir, save_freq=save_freq, delete_checkpoint=False)
+        self.write = write
+        self.restored = None
+
+    @classmethod
+    def read_state(cls, backup_dir):
+        """The last committed backup's state (dict), or None."""
+        path = os.path.join(backup_dir, cls.STATE)
+        return runs.read_json(path) if os.path.exists(path) else None
+
+    def on_train_begin(self, logs=None):
+        state = self.read_state(self.backup_dir)
+        if state is None:
+            return
+        if self.model.optimizer is not None and not self.model.optimizer.built:
+            self.model.optimizer.build(self.model.trainable_variables)
+        self.model.load_weights(os.path.join(self.backup_dir, state["weights"]))
+        self.model._initial_epoch = state["epoch"]  # as BackupAndRestore itself restores the epoch
+        self._current_epoch = state["epoch"]
+        self.restored = state
+        log(f"Restored the backup of epoch {state['epoch'] + 1}, batch {state['batch']} (optimizer step "
+            f"{state['step']}); epoch {state['epoch'] + 1} restarts from its first batch")
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._current_epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._current_epoch = epoch + 1
+        self._last_batch_seen = 0
+        self._batches_seen_since_last_saving = 0
+        self._save_model()
+
+    def _save_model(self):
+        if not self.write:
+            return
+        os.makedirs(self.backup_dir, exist_ok=True)
+        step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+        name = f"step-{step:09d}-epoch-{self._current_epoch:04d}.weights.h5"
+        partial = os.path.join(self.backup_dir, "partial.weights.h5")
+        self.model.save_weights(partial, overwrite=True)
+        os.replace(partial, os.path.join(self.backup_dir, name))
+        runs.write_json(os.path.join(self.backup_dir, self.STATE),
+                        {"epoch": self._current_epoch, "batch": self._last_batch_seen, "step": step,
+                         "weights": name})
+        for other in os.listdir(self.backup_dir):
+            if other.endswith(".weights.h5") and other.startswith("step-") and other != name:
+                os.remove(os.path.join(self.backup_dir, other))
+
+    def mark_done(self):
+        """Records that `fit()` returned, so a rerun goes straight to saving and testing."""
+        state = self.read_state(self.backup_dir)
+        if self.write and state is not None:
+            runs.write_json(os.path.join(self.backup_dir, self.STATE), {**state, "done": True})
 
 
 MONITOR = "val_nltk_bleu_4"
@@ -154,56 +295,242 @@ def best_logged(run_dir, monitor=MONITOR):
     return max(values) if values else None
 
 
-def callbacks(config, run_dir, data):
-    """ValidationBleu first: the callbacks after it read the figure it adds to the logs."""
+def truncate_log(run_dir, epochs):
+    """Keeps the first `epochs` complete rows of `log.csv`: those the restored backup includes.
+
+    Rows of epochs that will run again and a half-written last line (a crash during the write) go.
+    """
+    path = os.path.join(run_dir, "log.csv")
+    if not os.path.exists(path):
+        return
+    with open(path, newline="") as handle:
+        rows = list(csv.reader(handle))
+    if not rows:
+        return
+    header, kept = rows[0], []
+    for row in rows[1:]:
+        if len(row) == len(header) and row[0].isdigit() and int(row[0]) < epochs:
+            kept.append(row)
+    temporary = f"{path}.tmp"
+    with open(temporary, "w", newline="") as handle:
+        csv.writer(handle).writerows([header] + kept)
+    os.replace(temporary, path)
+
+
+def callbacks(config, run_dir, data, captioner, strategy=None):
+    """The standard callbacks; non-chief workers get only those that keep them in step.
+
+    ValidationBleu first: the callbacks after it read the figure it adds to the
+    logs. The backup comes last, so that a committed backup includes its epoch's log row.
+    """
+    validation = ValidationBleu(captioner, data.val, config.eval_batch_size, strategy=strategy)
+    stopping = keras.callbacks.EarlyStopping(monitor=MONITOR, mode="max", patience=config.patience)
+    backup = RunBackup(os.path.join(run_dir, BACKUP), config.backup_steps or "epoch", write=is_chief(strategy))
+    if not is_chief(strategy):
+        return [validation, stopping, backup]
     return [
-        ValidationBleu(data.val, config.eval_batch_size),
-        keras.callbacks.BackupAndRestore(os.path.join(run_dir, "backup")),
-        keras.callbacks.ModelCheckpoint(os.path.join(run_dir, runs.BEST_WEIGHTS), monitor=MONITOR, mode="max",
-                                        save_best_only=True, save_weights_only=True,
-                                        initial_value_threshold=best_logged(run_dir)),
-        keras.callbacks.EarlyStopping(monitor=MONITOR, mode="max", patience=config.patience),
+        validation,
+        BestCheckpoint(os.path.join(run_dir, runs.BEST_WEIGHTS), monitor=MONITOR, mode="max",
+                       initial_value_threshold=best_logged(run_dir)),
+        stopping,
         keras.callbacks.CSVLogger(os.path.join(run_dir, "log.csv"), append=True),
         keras.callbacks.TensorBoard(os.path.join(run_dir, "logs")),
+        backup,
     ]
 
 
-def train(config, run_dir, verbose="auto", extra_callbacks=()):
+# ---------------------------------------------------------------- the run
+
+
+BACKUP = "backup"
+
+
+def learning_rate_schedule(config, steps_per_epoch):
+    total = max(1, config.epochs * steps_per_epoch)
+    warmup = min(config.warmup_steps, total // 2)
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0, warmup_target=config.learning_rate, warmup_steps=warmup,
+        decay_steps=max(1, total - warmup), alpha=0.05)
+
+
+def compile_model(model, config, steps_per_epoch):
+    """Adam with warm-up and cosine decay, masked cross-entropy on logits.
+
+    Under the "mixed_float16" policy Keras wraps the optimizer in a
+    `LossScaleOptimizer` (dynamic loss scaling); bfloat16 needs none.
+    """
+    optimizer = keras.optimizers.Adam(learning_rate_schedule(config, steps_per_epoch), clipnorm=config.clipnorm)
+    model.compile(
+        optimizer=optimizer,
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="mean_with_sample_weight"),
+        weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        jit_compile=config.jit_compile)
+
+
+def prepare_run_dir(run_dir, config, write=True):
+    """Creates the run folder, or checks that an unfinished one was made with the same config.
+
+    Returns True if the folder holds an unfinished run of this config.
+    """
+    config_path = os.path.join(run_dir, runs.CONFIG)
+    if os.path.exists(config_path):
+        saved = runs.load_config(run_dir)
+        if saved != config:
+            differences = {k: (v, getattr(config, k)) for k, v in dataclasses.asdict(saved).items()
+                           if getattr(config, k) != v}
+            raise ValueError(
+                f"{run_dir} holds an unfinished run with another config (saved, requested): {differences}; "
+                "rerun with its settings to resume, or choose another --run-dir")
+        log(f"Resuming the unfinished run in {run_dir}")
+        return True
+    if write:
+        os.makedirs(run_dir, exist_ok=True)
+        runs.write_json(config_path, config.to_json())
+    return False
+
+
+def build_vocabulary(config, data, run_dir, write=True):
+    path = os.path.join(run_dir, runs.VOCAB)
+    if os.path.exists(path):
+        return tokenizer_lib.load_vocabulary(path)
+    captions = [c for e in data.train.examples for c in e.captions]
+    words = tokenizer_lib.build_vocabulary(captions, config.min_count)
+    if not write:
+        return words
+    tokenizer_lib.save_vocabulary(tokenizer_lib.CaptionTokenizer(words), path)
+    return tokenizer_lib.load_vocabulary(path)
+
+
+def check_data(data):
+    for split in (data.train, data.val, data.test):
+        if not split.examples:
+            raise coco.DatasetError(f"The {split.name} split of {data.root} has no images with captions")
+
+
+def _training_datasets(config, data, captioner, strategy):
+    """`(train, val, steps_per_epoch, input_kind)` from images, or from the feature cache."""
+    distributed = strategy is not None
+    replicas = strategy.num_replicas_in_sync if distributed else 1
+    if config.batch_size % replicas:
+        raise ValueError(f"batch_size {config.batch_size} is the global batch: it must divide evenly over "
+                         f"{replicas} replicas")
+    # XLA compiles once per input shape: fixed shapes make it compile once.
+    common = dict(batch_size=config.batch_size, captions_per_image=config.captions_per_image,
+                  max_length=config.max_length, drop_remainder=distributed, static_shapes=config.jit_compile)
+    if config.feature_cache:
+        root = config.feature_cache_dir or features.default_root()
+        caches = {}
+        for split in (data.train, data.val):
+            caches[split.name], built = features.ensure(captioner.encoder, split.examples, root,
+                                                        config.eval_batch_size)
+            log(f"Feature cache of {split.name}: {caches[split.name].directory} "
+                f"({'built now' if built else 'reused'})")
+        train = region_caption_dataset(caches[data.train.name].regions(training=True, seed=config.seed),
+                                       data.train.examples, captioner.tokenizer, training=True, seed=config.seed,
+                                       **common)
+        val = region_caption_dataset(caches[data.val.name].regions(), data.val.examples, captioner.tokenizer,
+                                     training=False, **common)
+    else:
+        images = dict(image_size=config.image_size, normalization=captioner.normalization,
+                      cache_images=config.cache_images)
+        train = caption_dataset(data.train.examples, captioner.tokenizer, training=True, seed=config.seed,
+                                **images, **common)
+        val = caption_dataset(data.val.examples, captioner.tokenizer, training=False, **images, **common)
+    full_batches = len(data.train.examples) // config.batch_size
+    if distributed and full_batches == 0:
+        raise ValueError(f"The train split has {len(data.train.examples)} images, fewer than one global batch "
+                         f"({config.batch_size})")
+    steps = config.steps_per_epoch or (full_batches if distributed else
+                                       math.ceil(len(data.train.examples) / config.batch_size))
+    if distributed:
+        # Every worker reads the whole pipeline and keeps its share of each global batch;
+        # a repeated dataset with a fixed step count keeps the workers in step.
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        train, val = train.repeat().with_options(options), val.with_options(options)
+    elif config.steps_per_epoch:
+        train = train.repeat()
+    return train, val, steps
+
+
+def _copy_weights(source, target):
+    if len(source.weights) != len(target.weights):
+        raise RuntimeError("The rebuilt model does not match the trained one")
+    for a, b in zip(source.weights, target.weights):
+        if a.shape != b.shape:
+            raise RuntimeError(f"Weight {a.path} {a.shape} does not match {b.path} {b.shape}")
+        b.assign(keras.ops.convert_to_numpy(a))
+
+
+def train(config, run_dir, verbose="auto", extra_callbacks=(), distribute="none", strategy=None):
     """Trains `config` into `run_dir` (resuming it if unfinished) and returns the test metrics.
 
-    `extra_callbacks` run after the standard ones (validation BLEU, backup,
-    best checkpoint, early stopping, CSV log, TensorBoard).
+    Args:
+        config: `Config`.
+        run_dir: str, the run folder.
+        verbose: `fit()` verbosity.
+        extra_callbacks: callbacks run after the standard ones (validation BLEU,
+            best checkpoint, early stopping, CSV log, TensorBoard, backup).
+        distribute: str, one of `STRATEGIES`; ignored if `strategy` is given.
+        strategy: a `tf.distribute.Strategy`, or None.
+
+    Returns:
+        The test metrics (dict); None on a non-chief worker, which writes nothing.
     """
     started = time.time()
+    if strategy is None:
+        strategy = make_strategy(distribute)
+    chief = is_chief(strategy)
     keras.utils.set_random_seed(config.seed)
     data = load_data(config)
-    prepare_run_dir(run_dir, config)
-    vocabulary = build_vocabulary(config, data, run_dir)
+    check_data(data)
+    prepare_run_dir(run_dir, config, write=chief)
+    vocabulary = build_vocabulary(config, data, run_dir, write=chief)
     log(f"Data: {data.root}: {len(data.train.examples)} train / {len(data.val.examples)} val / "
         f"{len(data.test.examples)} test images; vocabulary {len(vocabulary)} tokens")
+    if strategy is not None:
+        log(f"Distribution: {type(strategy).__name__}, {strategy.num_replicas_in_sync} replicas, global batch "
+            f"{config.batch_size} images ({config.batch_size // strategy.num_replicas_in_sync} per replica); "
+            f"{'chief' if chief else 'worker, writing nothing'}")
 
-    model = build_captioner(config, vocabulary)
-    train_data = caption_dataset(
-        data.train.examples, model.tokenizer, config.image_size, model.normalization, config.batch_size,
-        config.captions_per_image, config.max_length, training=True, cache_images=config.cache_images,
-        seed=config.seed)
-    val_data = caption_dataset(
-        data.val.examples, model.tokenizer, config.image_size, model.normalization, config.batch_size,
-        config.captions_per_image, config.max_length, training=False, cache_images=config.cache_images)
-    steps = config.steps_per_epoch or math.ceil(len(data.train.examples) / config.batch_size)
-    compile_model(model, config, steps)
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        with dtype_policy(config.precision) as policy:
+            captioner = build_captioner(config, vocabulary)
+        if policy != "float32":
+            log(f"Mixed precision: {policy} (variables and logits in float32)")
+        model = captioner.region_model() if config.feature_cache else captioner
+        train_data, val_data, steps = _training_datasets(config, data, captioner, strategy)
+        compile_model(model, config, steps)
+
+    backup_dir = os.path.join(run_dir, BACKUP)
+    state = RunBackup.read_state(backup_dir)
+    if state is not None and chief:
+        truncate_log(run_dir, state["epoch"])
+    all_callbacks = callbacks(config, run_dir, data, captioner, strategy)
     train_started = time.time()
-    model.fit(train_data.repeat() if config.steps_per_epoch else train_data, epochs=config.epochs,
-              steps_per_epoch=config.steps_per_epoch, validation_data=val_data, shuffle=False,
-              callbacks=callbacks(config, run_dir, data) + list(extra_callbacks), verbose=verbose)
+    if state is not None and state.get("done"):
+        log("Training had finished before the interruption; saving and testing")
+        model.load_weights(os.path.join(backup_dir, state["weights"]))
+    else:
+        fixed_steps = strategy is not None or config.steps_per_epoch
+        model.fit(train_data, epochs=config.epochs, steps_per_epoch=steps if fixed_steps else None,
+                  validation_data=val_data, shuffle=False,
+                  callbacks=all_callbacks + list(extra_callbacks), verbose=verbose)
+        all_callbacks[-1].mark_done()
     train_seconds = time.time() - train_started
+    if not chief:
+        log("Worker finished; the chief saves and tests the model")
+        return None
 
     best = os.path.join(run_dir, runs.BEST_WEIGHTS)
     if os.path.exists(best):
         model.load_weights(best)
-    model.save(os.path.join(run_dir, runs.MODEL))
+    # The saved model is rebuilt in float32 outside any strategy: it loads and decodes anywhere.
+    final = build_captioner(config.replace(encoder_weights=None), vocabulary)
+    _copy_weights(captioner, final)
+    runs.save_model(final, os.path.join(run_dir, runs.MODEL))
     log("Captioning the test split (greedy) ...")
-    scores, captions = score_split(model, data.test, config.eval_batch_size)
+    scores, captions = score_split(final, data.test, config.eval_batch_size)
     predictions = [{"image_id": e.image_id, "caption": c} for e, c in zip(data.test.examples, captions)]
     runs.write_json(os.path.join(run_dir, "predictions_test.json"), predictions)
     metrics = {
@@ -216,6 +543,7 @@ def train(config, run_dir, verbose="auto", extra_callbacks=()):
         "wall_seconds": round(time.time() - started, 1),
     }
     runs.write_json(os.path.join(run_dir, runs.METRICS), metrics)
+    shutil.rmtree(backup_dir, ignore_errors=True)
     return metrics
 
 

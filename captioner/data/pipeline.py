@@ -101,8 +101,16 @@ def tokenize_captions(tokenizer, captions, max_length):
     return inputs, targets, weights
 
 
+def pad_length(tensor, length):
+    """Pads the last axis of `[..., T]` with zeros to `length` (T <= length) and fixes its static size."""
+    padded = tf.pad(tensor, tf.concat([tf.zeros([tf.rank(tensor) - 1, 2], tf.int32),
+                                       [[0, length - tf.shape(tensor)[-1]]]], 0))
+    return tf.ensure_shape(padded, tensor.shape[:-1].concatenate([length]))
+
+
 def caption_dataset(examples, tokenizer, image_size, normalization, batch_size, captions_per_image=5,
-                    max_length=30, training=True, cache_images=False, seed=0, drop_remainder=False):
+                    max_length=30, training=True, cache_images=False, seed=0, drop_remainder=False,
+                    static_shapes=False):
     """Batches of `(x, y, sample_weight)` for `fit()` and `evaluate()`.
 
     Args:
@@ -117,6 +125,8 @@ def caption_dataset(examples, tokenizer, image_size, normalization, batch_size, 
         cache_images: bool, keep decoded, resized images in memory after the first pass.
         seed: int, seed of shuffling and caption sampling.
         drop_remainder: bool, drop the last partial batch (static batch shapes).
+        static_shapes: bool, drop the last partial batch and pad every caption to
+            `max_length + 1`, so each batch has the same shape (for XLA and TPUs).
     """
     if not examples:
         raise ValueError("caption_dataset needs at least one example")
@@ -132,14 +142,44 @@ def caption_dataset(examples, tokenizer, image_size, normalization, batch_size, 
         dataset = dataset.cache()
         if training:
             dataset = shuffle(dataset)
-    dataset = dataset.map(
-        lambda image, caps: (image, sample_captions(caps, captions_per_image, seed, shuffle=training)),
-        num_parallel_calls=AUTOTUNE)
-    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE)
+    return _caption_batches(dataset, "images", lambda images: normalize_image(images, normalization), tokenizer,
+                            batch_size, captions_per_image, max_length, training, seed, drop_remainder,
+                            static_shapes)
 
-    def to_model_inputs(images, caps):
-        inputs, targets, weights = tokenize_captions(tokenizer, caps, max_length)
-        return {"images": normalize_image(images, normalization), "tokens": inputs}, targets, weights
+
+def region_caption_dataset(regions, examples, tokenizer, batch_size, captions_per_image=5, max_length=30,
+                           training=True, seed=0, drop_remainder=False, static_shapes=False):
+    """`caption_dataset` over cached backbone regions instead of images.
+
+    Args:
+        regions: a dataset of `(index, regions [P, C])`, `index` the position in
+            `examples` (see `captioner.data.features`); already shuffled when training.
+        examples: list of `captioner.data.coco.Example`, the captions.
+        Other arguments as in `caption_dataset`.
+
+    Yields `({"regions": [B, P, C] float32, "tokens": [B, K, T]}, targets, weights)`.
+    """
+    if not examples:
+        raise ValueError("region_caption_dataset needs at least one example")
+    captions = tf.ragged.constant([list(e.captions) for e in examples])
+    dataset = regions.map(lambda index, grid: (grid, captions[index]), num_parallel_calls=AUTOTUNE)
+    return _caption_batches(dataset, "regions", lambda grid: grid, tokenizer, batch_size, captions_per_image,
+                            max_length, training, seed, drop_remainder, static_shapes)
+
+
+def _caption_batches(dataset, key, prepare, tokenizer, batch_size, captions_per_image, max_length, training, seed,
+                     drop_remainder, static_shapes):
+    """`(pixels or regions, captions)` elements -> model batches: the caption ops shared by both inputs."""
+    dataset = dataset.map(
+        lambda inputs, caps: (inputs, sample_captions(caps, captions_per_image, seed, shuffle=training)),
+        num_parallel_calls=AUTOTUNE)
+    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder or static_shapes, num_parallel_calls=AUTOTUNE)
+
+    def to_model_inputs(inputs, caps):
+        tokens, targets, weights = tokenize_captions(tokenizer, caps, max_length)
+        if static_shapes:
+            tokens, targets, weights = (pad_length(t, max_length + 1) for t in (tokens, targets, weights))
+        return {key: prepare(inputs), "tokens": tokens}, targets, weights
 
     dataset = dataset.map(to_model_inputs, num_parallel_calls=AUTOTUNE)
     return dataset.prefetch(AUTOTUNE)

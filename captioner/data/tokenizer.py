@@ -5,6 +5,7 @@ exported SavedModel. Special ids are fixed: 0 pad, 1 unknown, 2 start, 3 end.
 """
 
 import collections
+import os
 
 import keras
 import tensorflow as tf
@@ -96,8 +97,11 @@ class CaptionTokenizer(keras.layers.Layer):
 
 
 def save_vocabulary(tokenizer, path):
-    with open(path, "w") as handle:
+    """Writes one token a line, atomically (to `path.tmp`, then renamed)."""
+    temporary = f"{path}.tmp"
+    with open(temporary, "w") as handle:
         handle.write("\n".join(tokenizer.words) + "\n")
+    os.replace(temporary, path)
 
 
 def load_vocabulary(path):

@@ -34,8 +34,13 @@ class AdditiveAttention(keras.layers.Layer):
     def attend(self, keys, features, query):
         """Returns `(context [B, D], weights [B, P])` for `query [B, H]`."""
         hidden = tf.tanh(keys + self.query_projection(query)[:, None, :])
-        weights = tf.nn.softmax(tf.squeeze(self.score(hidden), -1), axis=-1)
-        context = tf.einsum("bp,bpd->bd", weights, features)
+        # The score layer's weights applied by einsum: Dense on `[B, P, A]` inside the decoder's loop
+        # builds a tensordot whose gradient XLA cannot compile.
+        kernel = tf.cast(self.score.kernel[:, 0], hidden.dtype)
+        logits = tf.einsum("bpa,a->bp", hidden, kernel) + tf.cast(self.score.bias[0], hidden.dtype)
+        # Softmax in float32 under mixed precision; the weights are returned in float32.
+        weights = tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
+        context = tf.einsum("bp,bpd->bd", tf.cast(weights, features.dtype), features)
         return context, weights
 
     def call(self, features, query):

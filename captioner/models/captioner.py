@@ -36,6 +36,17 @@ class Captioner(keras.Model):
         self.tokenizer = tokenizer
         self._generate_fn = None
 
+    def region_model(self):
+        """The same model fed backbone regions instead of images, for training from a feature cache.
+
+        A functional model `{"regions": [B, P, C], "tokens": [B, K, T]} -> logits [B, K, T, V]`
+        built from this model's own layers: training it trains this model (minus the frozen backbone).
+        """
+        regions = keras.Input((self.encoder.num_regions, self.encoder.region_channels), name="regions")
+        tokens = keras.Input((None, None), dtype="int32", name="tokens")
+        logits = self.decoder(tokens, self.encoder.head(regions))
+        return keras.Model({"regions": regions, "tokens": tokens}, logits, name=f"{self.name}_from_regions")
+
     @property
     def image_size(self):
         return self.encoder.image_size

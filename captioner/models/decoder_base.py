@@ -52,7 +52,7 @@ class CaptionDecoder(keras.layers.Layer):
         shape = tf.shape(tokens)
         per_image = shape[1]
         flat = tf.reshape(tokens, [-1, shape[2]])
-        memory = tf.nest.map_structure(lambda m: tf.repeat(m, per_image, axis=0), memory)
+        memory = tf.nest.map_structure(lambda m: _repeat_rows(m, per_image), memory)
         logits, _ = self.decode_sequence(flat, memory, training=training)
         return tf.reshape(logits, tf.concat([shape, [self.vocabulary_size]], 0))
 
@@ -61,3 +61,12 @@ class CaptionDecoder(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "vocabulary_size": self.vocabulary_size, "max_length": self.max_length}
+
+
+def _repeat_rows(tensor, count):
+    """`[B, ...]` -> `[B * count, ...]`, each row repeated `count` times in place.
+
+    A tile and a reshape rather than `tf.repeat`, whose output shape XLA cannot infer.
+    """
+    tiled = tf.tile(tensor[:, None], tf.concat([[1, count], tf.ones([tf.rank(tensor) - 1], tf.int32)], 0))
+    return tf.reshape(tiled, tf.concat([[-1], tf.shape(tensor)[1:]], 0))

@@ -96,10 +96,22 @@ class ImageEncoder(keras.layers.Layer):
         self.norm.build((None, self.num_regions, self.feature_dim))
         self.positions.build((None, self.num_regions, self.feature_dim))
 
-    def call(self, images, training=None):
+    @property
+    def region_channels(self):
+        """C, the width of the backbone's regions (what a feature cache stores)."""
+        return self.backbone.output_shape[-1]
+
+    def regions(self, images, training=None):
+        """The backbone's last feature map as regions: `[B, S, S, 3]` -> `[B, P, C]`."""
         grid = self.backbone(images, training=training if self.trainable_backbone else False)
-        regions = tf.reshape(grid, [-1, self.num_regions, grid.shape[-1]])
+        return tf.reshape(grid, [-1, self.num_regions, grid.shape[-1]])
+
+    def head(self, regions):
+        """Backbone regions `[B, P, C]` -> region features `[B, P, D]` (projection, norm, positions)."""
         return self.positions(self.norm(self.projection(regions)))
+
+    def call(self, images, training=None):
+        return self.head(self.regions(images, training=training))
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.num_regions, self.feature_dim)

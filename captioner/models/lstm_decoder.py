@@ -96,7 +96,7 @@ class LSTMDecoder(CaptionDecoder):
         state = self.initial_state(memory)
         num_regions = tf.shape(memory["features"])[1]
         first = (state, tf.zeros_like(memory["features"][:, 0]),
-                 tf.zeros(tf.stack([tf.shape(tokens)[0], num_regions]), memory["features"].dtype))
+                 tf.zeros(tf.stack([tf.shape(tokens)[0], num_regions]), tf.float32))  # attention is float32
         states, z, alpha = tf.scan(step, word_gates, initializer=first)
         h = tf.transpose(states["h"], [1, 0, 2])
         z = tf.transpose(z, [1, 0, 2])

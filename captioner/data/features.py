@@ -1,0 +1,208 @@
+"""Feature cache for frozen encoders: backbone regions computed once, then read from TFRecord shards.
+
+With a frozen backbone, every epoch would recompute the same `[P, C]` regions
+for every image. The cache computes them once per split and writes
+
+    CACHE_ROOT/<key>/
+      shard-00000-of-00008.tfrecord   records {"index": int64, "regions": float16 bytes [P * C]}
+      ...
+      manifest.json                   what the key covers, counts and shapes
+
+where `index` is the example's position in its split. The key is a hash of
+everything the regions depend on: the backbone's name and weight values, the
+image size, the pixel normalisation, the storage format, and every image
+file's path, size and modification time, in order. A change to any of them
+gives a new key, so a stale cache is never read. A cache is written into a
+temporary folder and renamed into place when complete, so an interrupted
+build is never mistaken for a cache; concurrent builders (several workers)
+each write their own and the first rename wins.
+
+Regions are stored as float16 (half the bytes; their values are far inside its
+range, which is checked), and read back as float32.
+"""
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import sys
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from captioner.data.pipeline import AUTOTUNE, image_dataset
+
+FORMAT_VERSION = 1
+STORAGE_DTYPE = "float16"
+MANIFEST = "manifest.json"
+RECORDS_PER_SHARD = 1024
+_FLOAT16_MAX = float(np.finfo(np.float16).max)
+
+
+def default_root():
+    """`$CAPTIONER_DATA` (default `./data`)`/feature-cache`, beside the generated datasets."""
+    return os.path.join(os.environ.get("CAPTIONER_DATA", "data"), "feature-cache")
+
+
+@dataclasses.dataclass
+class FeatureCache:
+    """A complete cache on disk.
+
+    Args:
+        directory: str, the cache folder.
+        count: int, number of images (records).
+        num_regions: int, P.
+        channels: int, C.
+        files: list of str, the shard files in index order.
+    """
+
+    directory: str
+    count: int
+    num_regions: int
+    channels: int
+    files: list
+
+    def regions(self, training=False, seed=0, shuffle_buffer=4096):
+        """A dataset of `(index, regions [P, C] float32)`.
+
+        In index order, or, when `training`, shuffled anew every pass: shard order, interleaving of four shards,
+        and a buffer of `shuffle_buffer` serialised records.
+        """
+        files = tf.data.Dataset.from_tensor_slices(self.files)
+        if training:
+            files = files.shuffle(len(self.files), seed=seed, reshuffle_each_iteration=True)
+            records = files.interleave(tf.data.TFRecordDataset, cycle_length=min(4, len(self.files)),
+                                       num_parallel_calls=AUTOTUNE, deterministic=True)
+            records = records.shuffle(min(self.count, shuffle_buffer), seed=seed, reshuffle_each_iteration=True)
+        else:
+            records = tf.data.TFRecordDataset(files)
+        shape = [self.num_regions, self.channels]
+
+        def parse(record):
+            parsed = tf.io.parse_single_example(record, {
+                "index": tf.io.FixedLenFeature([], tf.int64),
+                "regions": tf.io.FixedLenFeature([], tf.string)})
+            grid = tf.reshape(tf.io.decode_raw(parsed["regions"], tf.float16), shape)
+            return tf.cast(parsed["index"], tf.int32), tf.cast(grid, tf.float32)
+
+        return records.map(parse, num_parallel_calls=AUTOTUNE)
+
+
+def cache_key(encoder, examples):
+    """Hex digest of everything an encoder's cached regions of `examples` depend on."""
+    digest = hashlib.sha256()
+    header = {"version": FORMAT_VERSION, "dtype": STORAGE_DTYPE, "backbone": encoder.backbone_name,
+              "image_size": encoder.image_size, "normalization": encoder.normalization}
+    digest.update(json.dumps(header, sort_keys=True).encode())
+    for variable in encoder.backbone.weights:
+        value = np.ascontiguousarray(keras.ops.convert_to_numpy(variable))
+        digest.update(f"{variable.path}:{value.shape}:{value.dtype}".encode())
+        digest.update(value.tobytes())
+    for example in examples:
+        try:
+            stat = os.stat(example.path)
+            digest.update(f"{example.path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        except OSError:
+            digest.update(f"{example.path}\0missing\n".encode())
+    return digest.hexdigest()[:24]
+
+
+def _progress(done, total):
+    print(f"\rFeature cache: {done}/{total} images", end="\n" if done == total else "", file=sys.stderr,
+          flush=True)
+
+
+def _serialize(index, regions):
+    return tf.train.Example(features=tf.train.Features(feature={
+        "index": tf.train.Feature(int64_list=tf.train.Int64List(value=[index])),
+        "regions": tf.train.Feature(bytes_list=tf.train.BytesList(value=[regions.tobytes()])),
+    })).SerializeToString()
+
+
+def build(encoder, examples, directory, batch_size=64, progress=_progress):
+    """Computes the regions of `examples` with `encoder`'s backbone and writes a cache at `directory`.
+
+    Writes into `directory.partial-PID` and renames it to `directory` when complete. If another process
+    completed the same cache first, keeps theirs.
+
+    Returns:
+        `FeatureCache`.
+    """
+    if not examples:
+        raise ValueError("A feature cache needs at least one image")
+    partial = f"{directory}.partial-{os.getpid()}"
+    shutil.rmtree(partial, ignore_errors=True)
+    os.makedirs(partial)
+    count = len(examples)
+    num_shards = max(1, -(-count // RECORDS_PER_SHARD))
+    names = [f"shard-{i:05d}-of-{num_shards:05d}.tfrecord" for i in range(num_shards)]
+    compute = tf.function(lambda images: encoder.regions(images, training=False))
+    images = image_dataset([e.path for e in examples], encoder.image_size, encoder.normalization, batch_size)
+    index, writer = 0, None
+    try:
+        for batch in images:
+            grids = compute(batch).numpy()
+            peak = float(np.max(np.abs(grids))) if grids.size else 0.0
+            if not np.isfinite(peak) or peak > _FLOAT16_MAX:
+                raise ValueError(f"{encoder.backbone_name} regions reach {peak:g}, beyond float16's range: "
+                                 "this backbone cannot use the feature cache")
+            for grid in grids.astype(np.float16):
+                if index % RECORDS_PER_SHARD == 0:
+                    if writer is not None:
+                        writer.close()
+                    writer = tf.io.TFRecordWriter(os.path.join(partial, names[index // RECORDS_PER_SHARD]))
+                writer.write(_serialize(index, grid))
+                index += 1
+            if progress:
+                progress(index, count)
+    finally:
+        if writer is not None:
+            writer.close()
+    manifest = {"version": FORMAT_VERSION, "count": count, "num_regions": encoder.num_regions,
+                "channels": encoder.region_channels, "dtype": STORAGE_DTYPE, "shards": names,
+                "backbone": encoder.backbone_name, "image_size": encoder.image_size,
+                "normalization": encoder.normalization, "first_image": examples[0].path}
+    with open(os.path.join(partial, MANIFEST), "w") as handle:
+        json.dump(manifest, handle, indent=2)
+    try:
+        os.rename(partial, directory)
+    except OSError:
+        if not os.path.exists(os.path.join(directory, MANIFEST)):
+            raise
+        shutil.rmtree(partial, ignore_errors=True)  # another process finished the same cache first
+    return open_cache(directory)
+
+
+def open_cache(directory):
+    """The complete cache at `directory`, or None if there is none."""
+    path = os.path.join(directory, MANIFEST)
+    if not os.path.exists(path):
+        return None
+    with open(path) as handle:
+        manifest = json.load(handle)
+    files = [os.path.join(directory, name) for name in manifest["shards"]]
+    missing = [f for f in files if not os.path.exists(f)]
+    if missing:
+        raise ValueError(f"Feature cache {directory} is damaged ({len(missing)} shards missing, e.g. "
+                         f"{missing[0]}); delete the folder to rebuild it")
+    return FeatureCache(directory, manifest["count"], manifest["num_regions"], manifest["channels"], files)
+
+
+def ensure(encoder, examples, root=None, batch_size=64, progress=_progress):
+    """The cache of `encoder` over `examples` under `root`: reused if complete, else built.
+
+    Returns:
+        `(FeatureCache, built)`, `built` True if it was computed now.
+    """
+    root = root or default_root()
+    directory = os.path.join(root, f"{encoder.backbone_name}-{encoder.image_size}px-{cache_key(encoder, examples)}")
+    cache = open_cache(directory)
+    if cache is not None:
+        if cache.count != len(examples):
+            raise ValueError(f"Feature cache {directory} holds {cache.count} images, not {len(examples)}; "
+                             "delete the folder to rebuild it")
+        return cache, False
+    os.makedirs(root, exist_ok=True)
+    return build(encoder, examples, directory, batch_size, progress), True
