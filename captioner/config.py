@@ -163,6 +163,9 @@ def _coerce(field, value):
     return value
 
 
+# `tf.distribute` strategies `captioner.train --distribute` offers (see `captioner.training.make_strategy`).
+STRATEGIES = ("none", "mirrored", "multi-worker", "tpu")
+
 PRESETS = {
     # The default: Shapes at 96 px, a small CNN trained from scratch. No doubly-stochastic
     # penalty: it asks all 36 regions for attention while a caption names at most 3 objects;
@@ -222,13 +225,15 @@ def _parse_optional(kind):
     return parse
 
 
-def from_arguments(args):
-    """Builds the config of `--preset` with every flag that was given applied."""
+def from_arguments(args, base=None):
+    """The config of `--preset` (or `base`, a `Config`) with every flag that was given applied."""
     overrides = {}
     for field in dataclasses.fields(Config):
         value = getattr(args, field.name, None)
         if field.name != "preset" and value is not None:
             overrides[field.name] = tuple(value) if isinstance(value, list) else value
+    if base is not None:
+        return base.replace(**overrides)
     return preset(args.preset, **overrides)
 
 

@@ -12,6 +12,7 @@ import time
 import keras
 import tensorflow as tf
 
+from captioner import config as config_lib
 from captioner import evaluation
 from captioner import metrics as metrics_lib
 from captioner import runs
@@ -79,7 +80,7 @@ def score_split(model, split, batch_size, progress=True):
 # ---------------------------------------------------------------- distribution
 
 
-STRATEGIES = ("none", "mirrored", "multi-worker", "tpu")
+STRATEGIES = config_lib.STRATEGIES
 
 
 def make_strategy(name):
@@ -396,7 +397,7 @@ def build_vocabulary(config, data, run_dir, write=True):
     captions = [c for e in data.train.examples for c in e.captions]
     words = tokenizer_lib.build_vocabulary(captions, config.min_count)
     if not write:
-        return words
+        return tokenizer_lib.CaptionTokenizer(words).words  # as the chief's file reads back
     tokenizer_lib.save_vocabulary(tokenizer_lib.CaptionTokenizer(words), path)
     return tokenizer_lib.load_vocabulary(path)
 
@@ -519,7 +520,8 @@ def train(config, run_dir, verbose="auto", extra_callbacks=(), distribute="none"
         all_callbacks[-1].mark_done()
     train_seconds = time.time() - train_started
     if not chief:
-        log("Worker finished; the chief saves and tests the model")
+        log("Worker finished training; waiting while the chief saves and tests the model")
+        share_from_chief(strategy, {"finished": 0.0})  # returns when the chief is done
         return None
 
     best = os.path.join(run_dir, runs.BEST_WEIGHTS)
@@ -544,6 +546,8 @@ def train(config, run_dir, verbose="auto", extra_callbacks=(), distribute="none"
     }
     runs.write_json(os.path.join(run_dir, runs.METRICS), metrics)
     shutil.rmtree(backup_dir, ignore_errors=True)
+    if _is_multi_worker(strategy):
+        share_from_chief(strategy, {"finished": 1.0})  # releases the waiting workers
     return metrics
 
 

@@ -10,8 +10,57 @@ from captioner.models.lstm_decoder import LSTMDecoder
 from captioner.models.transformer_decoder import TransformerDecoder
 
 
+class DistributedFitMixin:
+    """Lets `fit()` and `evaluate()` run under `MultiWorkerMirroredStrategy` in Keras 3.
+
+    Two Keras 3 defects (present in 3.15; keras-team/keras#20329, #20585) stop
+    any `(x, y)` dataset from training on several workers:
+
+    - before the first step, Keras reduces the whole nested first batch with one
+      `strategy.reduce`, which rejects nests. Only shapes and dtypes matter to
+      that build, so it is built from the first local replica's share instead;
+    - across workers Keras averages each step's scalar logs with
+      `strategy.reduce("MEAN", v, axis=0)`, which fails on scalars. The logs
+      are given a leading axis of 1, so the same reduction averages them.
+    """
+
+    def _multi_worker(self):
+        strategy = getattr(self, "_distribute_strategy", None)
+        return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and \
+            bool(strategy.cluster_resolver.cluster_spec().as_dict())
+
+    def _reducible_logs(self, logs):
+        if not self._multi_worker():
+            return logs
+        return {k: tf.reshape(v, [1]) if tf.is_tensor(v) and v.shape.rank == 0 else v for k, v in logs.items()}
+
+    def train_step(self, data):
+        return self._reducible_logs(super().train_step(data))
+
+    def test_step(self, data):
+        return self._reducible_logs(super().test_step(data))
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        strategy = getattr(self, "_distribute_strategy", None)
+        if strategy is None or iterator is None:
+            return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+        for _, _, it in iterator:
+            data_batch = next(it)
+            break
+        local = tf.nest.map_structure(
+            lambda v: strategy.experimental_local_results(v)[0]
+            if isinstance(v, tf.distribute.DistributedValues) else v, data_batch)
+        with strategy.scope():
+            self._symbolic_build(data_batch=local)
+
+
 @keras.saving.register_keras_serializable(package="captioner")
-class Captioner(keras.Model):
+class RegionCaptioner(DistributedFitMixin, keras.Model):
+    """A functional model over backbone regions; see `Captioner.region_model`."""
+
+
+@keras.saving.register_keras_serializable(package="captioner")
+class Captioner(DistributedFitMixin, keras.Model):
     """A functional model `{"images": [B, S, S, 3], "tokens": [B, K, T]} -> logits [B, K, T, V]`.
 
     Trained with teacher forcing by stock `fit()` on `(x, y, sample_weight)`
@@ -45,7 +94,7 @@ class Captioner(keras.Model):
         regions = keras.Input((self.encoder.num_regions, self.encoder.region_channels), name="regions")
         tokens = keras.Input((None, None), dtype="int32", name="tokens")
         logits = self.decoder(tokens, self.encoder.head(regions))
-        return keras.Model({"regions": regions, "tokens": tokens}, logits, name=f"{self.name}_from_regions")
+        return RegionCaptioner({"regions": regions, "tokens": tokens}, logits, name=f"{self.name}_from_regions")
 
     @property
     def image_size(self):

@@ -1,0 +1,107 @@
+"""Training on two workers with MultiWorkerMirroredStrategy, on localhost CPUs."""
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+
+import numpy as np
+
+from captioner import runs
+
+WORKER = r'''
+import sys
+
+import keras
+import numpy as np
+
+from captioner import config as config_lib
+from captioner import training
+
+data_root, run_dir, dump = sys.argv[1:4]
+
+
+class DumpWeights(keras.callbacks.Callback):
+    """Every weight (model and optimizer state) of this worker, at the start and end of training."""
+
+    def dump(self, when):
+        np.savez(f"{dump}-{when}.npz", *[keras.ops.convert_to_numpy(w) for w in self.model.weights])
+
+    def on_train_begin(self, logs=None):
+        self.dump("begin")
+
+    def on_train_end(self, logs=None):
+        self.dump("end")
+
+
+config = config_lib.preset("tiny", data_root=data_root, epochs=2, steps_per_epoch=50)
+training.train(config, run_dir, verbose=2, distribute="multi-worker", extra_callbacks=[DumpWeights()])
+'''
+
+
+def free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("localhost", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def load_arrays(path):
+    with np.load(path) as arrays:
+        return [arrays[k] for k in sorted(arrays.files, key=lambda name: int(name.split("_")[1]))]
+
+
+def test_two_workers_train_the_tiny_preset_in_step_and_only_the_chief_writes(tmp_path, tiny_shapes):
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    addresses = [f"localhost:{port}" for port in free_ports(2)]
+    # Separate run folders: the worker's must stay absent, which shows it wrote nothing.
+    run_dirs = [str(tmp_path / "chief-run"), str(tmp_path / "worker-run")]
+    processes = []
+    for index in range(2):
+        env = dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2", TF_CONFIG=json.dumps(
+            {"cluster": {"worker": addresses}, "task": {"type": "worker", "index": index}}))
+        processes.append(subprocess.Popen(
+            [sys.executable, str(script), tiny_shapes, run_dirs[index], str(tmp_path / f"weights-{index}")],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    outputs = []
+    for process in processes:
+        try:
+            outputs.append(process.communicate(timeout=600)[0])
+        finally:
+            process.kill()
+    for process, output in zip(processes, outputs):
+        assert process.returncode == 0, output[-3000:]
+
+    for output, role in zip(outputs, ("chief", "worker, writing nothing")):
+        assert f"2 replicas, global batch 16 images (8 per replica); {role}" in output
+    # Validation BLEU is computed by the chief and shared, so both take the same early-stopping decisions.
+    bleu = [re.findall(r"val nltk BLEU-4 ([0-9.]+)", output) for output in outputs]
+    assert len(bleu[0]) == 2 and bleu[0] == bleu[1]
+
+    begin = [load_arrays(tmp_path / f"weights-{i}-begin.npz") for i in range(2)]
+    end = [load_arrays(tmp_path / f"weights-{i}-end.npz") for i in range(2)]
+    assert len(end[0]) == len(end[1]) > 20
+    assert all(np.array_equal(a, b) for a, b in zip(begin[0], begin[1]))
+    assert all(np.array_equal(a, b) for a, b in zip(end[0], end[1]))  # identical, bit for bit
+    changed = [not np.array_equal(a, b) for a, b in zip(begin[0], end[0]) if a.size > 1]
+    assert sum(changed) > 0.9 * len(changed)  # and they did train
+
+    chief = run_dirs[0]
+    assert runs.is_finished(chief)
+    assert not os.path.exists(run_dirs[1])
+    assert sorted(os.listdir(chief)) == sorted(
+        ["checkpoints", "config.json", "log.csv", "logs", "metrics.json", "model.keras", "predictions_test.json",
+         "vocab.txt"])
+    with open(os.path.join(chief, "log.csv")) as handle:
+        assert len(handle.read().strip().splitlines()) == 3  # header and two epochs, written once
+    metrics = runs.read_json(os.path.join(chief, runs.METRICS))
+    assert metrics["nltk_bleu_4"] > 0.05
+    model = runs.load(chief)  # a plain float32 model, loadable without the strategy
+    with open(os.path.join(chief, runs.VOCAB)) as handle:
+        assert model.tokenizer.words == handle.read().split()
