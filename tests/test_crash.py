@@ -1,0 +1,116 @@
+"""Surviving a crash: SIGKILL mid-epoch, then the same command again."""
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import pytest
+
+from captioner import config as config_lib
+from captioner import runs, training
+
+
+def read_rows(run_dir):
+    with open(os.path.join(run_dir, "log.csv")) as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_sigkill_mid_epoch_then_the_same_command_resumes_and_finishes(tmp_path, tiny_shapes):
+    run_dir = str(tmp_path / "run")
+    command = [sys.executable, "-m", "captioner.train", "--preset", "tiny", "--data-root", tiny_shapes,
+               "--epochs", "3", "--backup-steps", "20", "--run-dir", run_dir, "--quiet"]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    state_path = os.path.join(run_dir, "backup", "state.json")
+    first = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + 300
+        state = None
+        # Kill once a backup from the middle of the second epoch is committed.
+        while time.time() < deadline and first.poll() is None:
+            if os.path.exists(state_path):
+                state = runs.read_json(state_path)
+                if state["epoch"] == 1 and state["batch"] >= 40:
+                    break
+            time.sleep(0.05)
+        assert first.poll() is None, first.communicate()[0][-3000:]
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait(timeout=30)
+    finally:
+        first.kill()
+    assert first.returncode == -signal.SIGKILL
+    assert state is not None and state["epoch"] == 1
+
+    # What the killed process left is valid: the committed backup names a complete weights file.
+    state = runs.read_json(state_path)
+    assert os.path.exists(os.path.join(run_dir, "backup", state["weights"]))
+    assert not runs.is_finished(run_dir)
+    assert config_lib.load(os.path.join(run_dir, runs.CONFIG)).epochs == 3
+    rows_before = read_rows(run_dir)
+    assert [r["epoch"] for r in rows_before] == ["0"]
+
+    second = subprocess.run(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            timeout=600)
+    assert second.returncode == 0, second.stdout[-3000:]
+    output = second.stdout
+    assert "Resuming the unfinished run" in output
+    assert f"Restored the backup of epoch 2, batch {state['batch']} (optimizer step {state['step']})" in output
+    assert "Epoch 1/3" not in output and "Epoch 2/3" in output  # resumed, not restarted
+    assert state["step"] >= 125 + 40
+
+    rows = read_rows(run_dir)
+    assert [r["epoch"] for r in rows] == ["0", "1", "2"]
+    assert rows[0] == rows_before[0]  # the first process's epoch, kept
+    assert runs.is_finished(run_dir) and not os.path.exists(os.path.join(run_dir, "backup"))
+    metrics = runs.read_json(os.path.join(run_dir, runs.METRICS))
+    assert metrics["nltk_bleu_4"] > 0.2
+    for name in os.listdir(run_dir):
+        assert ".partial" not in name and not name.endswith(".tmp")
+    model = runs.load(run_dir)
+    assert model.generate(keras.random.uniform((2, 64, 64, 3)))["captions"].shape == (2,)
+
+
+class Boom(Exception):
+    pass
+
+
+def test_a_crash_while_writing_a_backup_leaves_the_previous_one(tmp_path, small_shapes, monkeypatch):
+    """The weights file is written, then committed by replacing `state.json`: a crash in between is harmless."""
+    config = config_lib.preset("tiny", data_root=small_shapes, epochs=2, backup_steps=5)
+    run_dir = str(tmp_path / "run")
+
+    class CrashDuringSecondBackup(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 7:  # the backup at batch 5 is committed; the one at batch 10 will crash
+                def half_written(path, overwrite=True):
+                    with open(path, "wb") as handle:
+                        handle.write(b"\x89HDF\r\n\x1a\n truncated")
+                    raise Boom()
+
+                monkeypatch.setattr(self.model, "save_weights", half_written)
+
+    with pytest.raises(Boom):
+        training.train(config, run_dir, verbose=0, extra_callbacks=[CrashDuringSecondBackup()])
+    state = runs.read_json(os.path.join(run_dir, "backup", "state.json"))
+    assert state["epoch"] == 0 and state["batch"] == 4 and state["step"] == 5
+    assert os.path.getsize(os.path.join(run_dir, "backup", state["weights"])) > 10_000
+    monkeypatch.undo()
+
+    started = []
+    record = keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: started.append(epoch))
+    metrics = training.train(config, run_dir, verbose=0, extra_callbacks=[record])
+    assert started == [0, 1] and "nltk_bleu_4" in metrics
+    assert [r["epoch"] for r in read_rows(run_dir)] == ["0", "1"]
+
+
+def test_a_resumed_run_cuts_log_rows_back_to_the_backup(tmp_path):
+    path = tmp_path / "log.csv"
+    path.write_text("epoch,loss\n0,2.0\n1,1.5\n2,1.2\n3,1.")  # epoch 3's row half-written
+    training.truncate_log(str(tmp_path), 2)
+    assert path.read_text().splitlines() == ["epoch,loss", "0,2.0", "1,1.5"]
+    training.truncate_log(str(tmp_path), 0)
+    assert path.read_text().splitlines() == ["epoch,loss"]
+
