@@ -87,7 +87,9 @@ class FeatureCache:
             grid = tf.reshape(tf.io.decode_raw(parsed["regions"], tf.float16), shape)
             return tf.cast(parsed["index"], tf.int32), tf.cast(grid, tf.float32)
 
-        return records.map(parse, num_parallel_calls=AUTOTUNE)
+        # The count is known: telling tf.data lets fit() know an epoch's length.
+        return records.map(parse, num_parallel_calls=AUTOTUNE).apply(
+            tf.data.experimental.assert_cardinality(self.count))
 
 
 def cache_key(encoder, examples):

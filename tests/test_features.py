@@ -1,0 +1,120 @@
+"""Feature cache: regions computed once, written to TFRecord shards, read back by training."""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+
+from captioner import config as config_lib
+from captioner import runs, training
+from captioner.data import coco, features, pipeline
+from captioner.data import tokenizer as tk
+from captioner.models.captioner import build_captioner
+from captioner.models.encoders import ImageEncoder
+
+
+@pytest.fixture(scope="module")
+def train_split(small_shapes):
+    return coco.read_split(small_shapes, "train")
+
+
+def frozen_encoder(seed=0, image_size=64):
+    keras.utils.set_random_seed(seed)
+    return ImageEncoder("MobileNetV3Small", image_size, 32, weights=None, trainable_backbone=False)
+
+
+def test_cache_holds_the_backbone_regions_in_order_and_is_reused(tmp_path, train_split, monkeypatch):
+    monkeypatch.setattr(features, "RECORDS_PER_SHARD", 64)  # several shards from 200 images
+    encoder = frozen_encoder()
+    examples = train_split.examples
+    cache, built = features.ensure(encoder, examples, str(tmp_path), batch_size=32, progress=None)
+    assert built and cache.count == 200 and len(cache.files) == 4
+    assert (cache.num_regions, cache.channels) == (4, 576)  # MobileNetV3Small at 64 px: a 2x2 grid
+
+    images = next(iter(pipeline.image_dataset([e.path for e in examples[:50]], 64, encoder.normalization, 50)))
+    expected = encoder.regions(images, training=False).numpy()
+    indices, regions = zip(*[(int(i), r.numpy()) for i, r in cache.regions()])
+    assert list(indices) == list(range(200))
+    np.testing.assert_allclose(np.stack(regions[:50]), expected, rtol=2e-3, atol=2e-3)  # float16 storage
+
+    # Training order is shuffled anew each pass and still covers every image once.
+    shuffled = cache.regions(training=True, seed=1)
+    first, second = ([int(i) for i, _ in shuffled] for _ in range(2))
+    assert sorted(first) == list(range(200)) and first != list(range(200)) and first != second
+
+    again, built = features.ensure(encoder, examples, str(tmp_path), progress=None)
+    assert not built and again.directory == cache.directory
+
+
+def test_cache_key_changes_with_encoder_image_size_and_data(tmp_path, train_split):
+    examples = train_split.examples[:20]
+    key = features.cache_key(frozen_encoder(0), examples)
+    assert features.cache_key(frozen_encoder(0), examples) == key
+    assert features.cache_key(frozen_encoder(1), examples) != key  # other weights
+    assert features.cache_key(frozen_encoder(0, image_size=96), examples) != key
+    assert features.cache_key(frozen_encoder(0), examples[:19]) != key
+    # A changed image file (here, its modification time) invalidates the cache.
+    copied = tmp_path / "image.jpg"
+    copied.write_bytes(open(examples[0].path, "rb").read())
+    moved = [coco.Example(examples[0].image_id, str(copied), examples[0].captions)] + examples[1:]
+    before = features.cache_key(frozen_encoder(0), moved)
+    os.utime(copied, ns=(0, 0))
+    assert features.cache_key(frozen_encoder(0), moved) != before
+
+
+def test_an_interrupted_build_is_not_taken_for_a_cache(tmp_path, train_split):
+    encoder = frozen_encoder()
+    examples = train_split.examples[:40]
+
+    def crash(done, total):
+        raise KeyboardInterrupt()
+
+    with pytest.raises(KeyboardInterrupt):
+        features.ensure(encoder, examples, str(tmp_path), batch_size=16, progress=crash)
+    assert all(".partial-" in name for name in os.listdir(tmp_path))
+    cache, built = features.ensure(encoder, examples, str(tmp_path), batch_size=16, progress=None)
+    assert built and cache.count == 40
+
+
+def test_region_batches_match_image_batches(tmp_path, train_split):
+    encoder = frozen_encoder()
+    examples = train_split.examples[:32]
+    tokenizer = tk.CaptionTokenizer(tk.build_vocabulary([c for e in examples for c in e.captions]))
+    cache, _ = features.ensure(encoder, examples, str(tmp_path), progress=None)
+    from_regions = pipeline.region_caption_dataset(cache.regions(), examples, tokenizer, 16, training=False)
+    from_images = pipeline.caption_dataset(examples, tokenizer, 64, encoder.normalization, 16, training=False)
+    for (xr, yr, wr), (xi, yi, wi) in zip(from_regions, from_images):
+        assert xr["regions"].shape == (16, 4, 576)
+        np.testing.assert_array_equal(xr["tokens"], xi["tokens"])
+        np.testing.assert_array_equal(yr, yi)
+        np.testing.assert_array_equal(wr, wi)
+        np.testing.assert_allclose(xr["regions"], encoder.regions(xi["images"]), rtol=2e-3, atol=2e-3)
+
+
+def test_training_from_the_cache(tmp_path, small_shapes):
+    config = config_lib.preset("tiny", data_root=small_shapes, encoder="MobileNetV3Small", train_encoder=False,
+                               feature_cache=True, feature_cache_dir=str(tmp_path / "cache"), epochs=2)
+    metrics = training.train(config, str(tmp_path / "run"), verbose=0)
+    assert 0.0 <= metrics["nltk_bleu_4"] <= 1.0
+    caches = os.listdir(tmp_path / "cache")
+    assert len(caches) == 2 and all(name.startswith("MobileNetV3Small-64px-") for name in caches)  # train, val
+
+    # The saved model captions from images with the weights trained from regions.
+    model = runs.load(str(tmp_path / "run"))
+    vocabulary = model.tokenizer.words
+    rebuilt = build_captioner(config, vocabulary)
+    rebuilt.set_weights(model.get_weights())
+    examples = coco.read_split(small_shapes, "val").examples[:8]
+    x, _, _ = next(iter(pipeline.caption_dataset(examples, model.tokenizer, 64, "raw", 8, training=False)))
+    regions = rebuilt.encoder.regions(x["images"])
+    np.testing.assert_allclose(rebuilt.region_model()({"regions": regions, "tokens": x["tokens"]}),
+                               model(x), rtol=1e-4, atol=1e-4)
+    # A rerun reuses both caches instead of recomputing them.
+    again = training.train(config.replace(epochs=1), str(tmp_path / "run-2"), verbose=0)
+    assert sorted(os.listdir(tmp_path / "cache")) == sorted(caches) and "nltk_bleu_4" in again
+
+
+def test_feature_cache_needs_a_frozen_encoder():
+    with pytest.raises(ValueError, match="frozen encoder"):
+        config_lib.preset("tiny", feature_cache=True)
