@@ -60,7 +60,7 @@ def load_data(config):
     train, val = read("train"), read("val")
     try:
         test = read("test")
-    except coco.DatasetError as error:
+    except coco.MissingSplitError as error:
         log(f"No test split ({error}); reporting test metrics on the val split")
         test = val
     for split in (train, val, test):
@@ -368,25 +368,40 @@ def compile_model(model, config, steps_per_epoch):
         jit_compile=config.jit_compile)
 
 
-def prepare_run_dir(run_dir, config, write=True):
-    """Creates the run folder, or checks that an unfinished one was made with the same config.
+def check_run_dir(run_dir, config):
+    """Refuses a finished run folder, or an unfinished one made with another config.
 
-    Returns True if the folder holds an unfinished run of this config.
+    Returns True if the folder holds an unfinished run of this config (to resume).
     """
+    if runs.is_finished(run_dir):
+        raise FileExistsError(f"{run_dir} already holds a finished run; choose another --run-dir")
     config_path = os.path.join(run_dir, runs.CONFIG)
     if os.path.exists(config_path):
-        saved = runs.load_config(run_dir)
+        try:
+            saved = runs.load_config(run_dir)
+        except (ValueError, TypeError) as error:  # includes malformed JSON
+            raise ValueError(f"{config_path} is not a valid config ({error}); choose another --run-dir") from None
         if saved != config:
             differences = {k: (v, getattr(config, k)) for k, v in dataclasses.asdict(saved).items()
                            if getattr(config, k) != v}
             raise ValueError(
                 f"{run_dir} holds an unfinished run with another config (saved, requested): {differences}; "
                 "rerun with its settings to resume, or choose another --run-dir")
+        return True
+    return False
+
+
+def prepare_run_dir(run_dir, config, write=True):
+    """Creates the run folder, or checks that an unfinished one was made with the same config.
+
+    Returns True if the folder holds an unfinished run of this config.
+    """
+    if check_run_dir(run_dir, config):
         log(f"Resuming the unfinished run in {run_dir}")
         return True
     if write:
         os.makedirs(run_dir, exist_ok=True)
-        runs.write_json(config_path, config.to_json())
+        runs.write_json(os.path.join(run_dir, runs.CONFIG), config.to_json())
     return False
 
 
@@ -400,12 +415,6 @@ def build_vocabulary(config, data, run_dir, write=True):
         return tokenizer_lib.CaptionTokenizer(words).words  # as the chief's file reads back
     tokenizer_lib.save_vocabulary(tokenizer_lib.CaptionTokenizer(words), path)
     return tokenizer_lib.load_vocabulary(path)
-
-
-def check_data(data):
-    for split in (data.train, data.val, data.test):
-        if not split.examples:
-            raise coco.DatasetError(f"The {split.name} split of {data.root} has no images with captions")
 
 
 def _training_datasets(config, data, captioner, strategy):
@@ -482,9 +491,9 @@ def train(config, run_dir, verbose="auto", extra_callbacks=(), distribute="none"
     if strategy is None:
         strategy = make_strategy(distribute)
     chief = is_chief(strategy)
+    check_run_dir(run_dir, config)  # before any work: data generation or reading can take minutes
     keras.utils.set_random_seed(config.seed)
     data = load_data(config)
-    check_data(data)
     prepare_run_dir(run_dir, config, write=chief)
     vocabulary = build_vocabulary(config, data, run_dir, write=chief)
     log(f"Data: {data.root}: {len(data.train.examples)} train / {len(data.val.examples)} val / "

@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -142,3 +143,40 @@ def test_an_interrupted_run_resumes_where_it_stopped(tmp_path, small_shapes):
         assert [int(r["epoch"]) for r in csv.DictReader(handle)] == [0, 1, 2]
     assert runs.is_finished(run_dir) and not os.path.exists(os.path.join(run_dir, "backup"))
     assert training.best_logged(run_dir) >= first_best and "nltk_bleu_4" in metrics
+
+
+def test_bad_training_input_fails_before_any_work(tmp_path, small_shapes):
+    """Bad config files, an incompatible resume and an empty split: exit 2 with a clear message, nothing written."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CAPTIONER_DATA": str(tmp_path / "data")}
+
+    def train(*flags):
+        return subprocess.run([sys.executable, "-m", "captioner.train", *flags], capture_output=True, text=True,
+                              env=env, timeout=300)
+
+    payload = config_lib.preset("tiny").to_json()
+    for change, message in (({"colour": "red"}, "Unknown config keys: colour"),
+                            ({"batch_size": "16"}, "batch_size must be of type int"),
+                            ({"precision": "float8"}, "precision must be one of")):
+        path = tmp_path / "bad.json"
+        path.write_text(json.dumps({**payload, **change}))
+        result = train("--config", str(path), "--run-dir", str(tmp_path / "run"))
+        assert result.returncode == 2 and message in result.stderr, result.stderr
+    path.write_text("{not json")
+    result = train("--config", str(path))
+    assert result.returncode == 2 and "bad.json" in result.stderr
+
+    unfinished = tmp_path / "unfinished"
+    unfinished.mkdir()
+    runs.write_json(str(unfinished / runs.CONFIG), config_lib.preset("tiny", data_root=small_shapes).to_json())
+    result = train("--preset", "tiny", "--data-root", small_shapes, "--hidden-dim", "32", "--run-dir",
+                   str(unfinished))
+    assert result.returncode == 2 and "another config" in result.stderr and "hidden_dim" in result.stderr
+    assert os.listdir(unfinished) == [runs.CONFIG]
+
+    empty = tmp_path / "empty-val"
+    shutil.copytree(small_shapes, empty)
+    captions = json.loads((empty / "annotations" / "captions_val.json").read_text())
+    (empty / "annotations" / "captions_val.json").write_text(json.dumps({**captions, "annotations": []}))
+    result = train("--preset", "tiny", "--data-root", str(empty), "--run-dir", str(tmp_path / "run"))
+    assert result.returncode == 2 and "captions_val.json: the split has no captioned images" in result.stderr
+    assert not os.path.exists(tmp_path / "run") and not os.path.exists(tmp_path / "data")

@@ -24,6 +24,10 @@ class DatasetError(ValueError):
     """Input data that cannot be used; the message names the path and what was expected."""
 
 
+class MissingSplitError(DatasetError):
+    """The root has no captions file for a split at all (MS COCO 2014 has no test captions)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Example:
     """One image with its reference captions.
@@ -124,7 +128,7 @@ def _coco_layout(root, split):
         if os.path.isfile(annotation_file):
             return annotation_file, image_dir
     expected = ", ".join(os.path.relpath(a, root) for a, _ in candidates)
-    raise DatasetError(f"No captions for split '{split}' in {root}: expected one of {expected}")
+    raise MissingSplitError(f"No captions for split '{split}' in {root}: expected one of {expected}")
 
 
 def karpathy_coco(karpathy_json, split):
