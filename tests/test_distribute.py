@@ -1,5 +1,6 @@
 """Training on two workers with MultiWorkerMirroredStrategy, on localhost CPUs."""
 
+import csv
 import json
 import os
 import re
@@ -105,3 +106,35 @@ def test_two_workers_train_the_tiny_preset_in_step_and_only_the_chief_writes(tmp
     model = runs.load(chief)  # a plain float32 model, loadable without the strategy
     with open(os.path.join(chief, runs.VOCAB)) as handle:
         assert model.tokenizer.words == handle.read().split()
+
+
+MIRRORED = r'''
+import sys
+
+import tensorflow as tf
+
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+
+from captioner import config as config_lib  # noqa: E402
+from captioner import training  # noqa: E402
+
+data_root, run_dir = sys.argv[1:3]
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+config = config_lib.preset("tiny", data_root=data_root, epochs=2, steps_per_epoch=12)
+training.train(config, run_dir, verbose=2, strategy=strategy)
+'''
+
+
+def test_mirrored_strategy_over_two_local_devices(tmp_path, small_shapes):
+    script = tmp_path / "mirrored.py"
+    script.write_text(MIRRORED)
+    run_dir = str(tmp_path / "run")
+    result = subprocess.run([sys.executable, str(script), small_shapes, run_dir], capture_output=True, text=True,
+                            timeout=600, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "MirroredStrategy, 2 replicas, global batch 16 images (8 per replica); chief" in result.stderr
+    assert runs.is_finished(run_dir)
+    with open(os.path.join(run_dir, "log.csv")) as handle:
+        losses = [float(row["loss"]) for row in csv.DictReader(handle)]
+    assert len(losses) == 2 and losses[1] < losses[0]
