@@ -326,7 +326,13 @@ def generate(root, params=ShapesParams(), progress=_print_progress):
         _write_split(partial, split, split_index, first_id, params, progress)
         first_id += params.split_sizes[split_index]
     _write_json(os.path.join(partial, MANIFEST), params.to_json())
-    os.replace(partial, root)
+    try:
+        os.replace(partial, root)
+    except OSError:
+        # Another process (a second training worker) completed the same dataset first; same seed, same files.
+        if not os.path.exists(os.path.join(root, MANIFEST)):
+            raise
+        shutil.rmtree(partial, ignore_errors=True)
     return root
 
 
