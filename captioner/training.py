@@ -424,9 +424,10 @@ def _training_datasets(config, data, captioner, strategy):
     if config.batch_size % replicas:
         raise ValueError(f"batch_size {config.batch_size} is the global batch: it must divide evenly over "
                          f"{replicas} replicas")
-    # XLA compiles once per input shape: fixed shapes make it compile once.
+    # XLA (and so a TPU) compiles once per input shape: fixed shapes make it compile once.
+    static = config.jit_compile or isinstance(strategy, tf.distribute.TPUStrategy)
     common = dict(batch_size=config.batch_size, captions_per_image=config.captions_per_image,
-                  max_length=config.max_length, drop_remainder=distributed, static_shapes=config.jit_compile)
+                  max_length=config.max_length, drop_remainder=distributed, static_shapes=static)
     if config.feature_cache:
         root = config.feature_cache_dir or features.default_root()
         caches = {}
