@@ -11,11 +11,13 @@ the peak resident memory of the process.
 
 Issue 5 adds two sections:
 
-- `feature_cache`: the `coco-lstm` preset (frozen MobileNetV3Large at 224 px,
-  `weights=None` here: the same shapes and cost as with ImageNet weights) on
-  Shapes images, one epoch after the first timed with images through the
-  frozen backbone against regions read from the feature cache; also the cost
-  of building the cache.
+- `feature_cache`: a frozen keras.applications encoder at 224 px (`weights=None`
+  here: the same shapes and cost as with ImageNet weights) under a preset's
+  decoder, on Shapes images: `MobileNetV3Large` and `ResNet50` under the
+  `coco-lstm` decoder, and `ResNet50` under the smaller `shapes` one. Epochs
+  after the first are timed with images through the frozen backbone against
+  regions read from the feature cache; also the cost of building the cache.
+  The speed-up is bounded by (backbone + decoder) / decoder.
 - `precision`: training throughput of each decoder with the mixed-precision
   policy ("mixed": bfloat16 on CPU, float16 on GPU) and with XLA, on and off.
 
@@ -112,11 +114,12 @@ class EpochTimer(keras.callbacks.Callback):
         self.seconds.append(time.perf_counter() - self.start)
 
 
-def feature_cache_section(args):
+def feature_cache_section(args, encoder, decoder_preset):
     """Seconds per epoch after the first: images through the frozen backbone against cached regions."""
     shapes_config = config_lib.preset("shapes")
     root = training.data_root(shapes_config)
-    config = config_lib.preset("coco-lstm", data_root=root, encoder_weights=None, cache_images=False)
+    config = config_lib.preset(decoder_preset, data_root=root, encoder=encoder, encoder_weights=None,
+                               train_encoder=False, image_size=224, cache_images=False)
     data = training.load_data(config)
     examples = data.train.examples[:args.cache_images]
     vocabulary = tokenizer_lib.build_vocabulary([c for e in examples for c in e.captions])
@@ -124,7 +127,8 @@ def feature_cache_section(args):
     captions = steps * config.batch_size * config.captions_per_image
     common = dict(batch_size=config.batch_size, captions_per_image=config.captions_per_image,
                   max_length=config.max_length, drop_remainder=True)
-    result = {"preset": "coco-lstm", "encoder": f"{config.encoder} (frozen, weights=None)",
+    result = {"decoder": f"{decoder_preset} preset's {config.decoder}", "encoder": f"{config.encoder} (frozen, "
+              "weights=None)",
               "image_size": config.image_size, "images_per_epoch": steps * config.batch_size,
               "captions_per_epoch": captions, "batch_images": config.batch_size}
 
@@ -218,6 +222,10 @@ def main():
     parser.add_argument("--no-reference", dest="reference", action="store_false",
                         help="skip the straightforward-implementation reference")
     parser.add_argument("--cache-images", type=int, default=640, help="training images in the feature-cache runs")
+    parser.add_argument("--cache-runs", nargs="+",
+                        default=["MobileNetV3Large:coco-lstm", "ResNet50:coco-lstm", "ResNet50:shapes"],
+                        help="ENCODER:PRESET pairs of the feature-cache runs: a frozen keras.applications encoder "
+                             "at 224 px under the decoder (and batch) of a preset")
     parser.add_argument("--epochs", type=int, default=3, help="epochs of each feature-cache run (the first is "
                         "not counted)")
     args = parser.parse_args()
@@ -226,7 +234,10 @@ def main():
     if "throughput" in args.sections:
         throughput_section(args, results)
     if "feature_cache" in args.sections:
-        results["feature_cache"] = feature_cache_section(args)
+        results["feature_cache"] = {}
+        for run in args.cache_runs:
+            encoder, decoder_preset = run.split(":")
+            results["feature_cache"][run] = feature_cache_section(args, encoder, decoder_preset)
     if "precision" in args.sections:
         results["precision"] = precision_section(args)
     results["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
