@@ -8,6 +8,7 @@ import threading
 import keras
 import tensorflow as tf
 
+from captioner import files
 from captioner.data import images as images_lib
 from captioner.data.pipeline import normalize_image, resize_image
 
@@ -92,10 +93,8 @@ class ResultWriter:
                     if entry.get("caption"):
                         entries.append({"image_id": entry["image_id"], "caption": entry["caption"],
                                         "file_name": entry["path"]})
-            temporary = f"{self.path}.tmp"
-            with open(temporary, "w") as handle:
+            with files.replacing(self.path) as temporary, open(temporary, "w") as handle:
                 json.dump(entries, handle, indent=1)
-            os.replace(temporary, self.path)
             os.remove(stream)
 
 

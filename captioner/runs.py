@@ -22,6 +22,7 @@ import os
 import keras
 
 from captioner import config as config_lib
+from captioner import files
 
 # Importing the models registers their classes for deserialisation.
 from captioner.models import captioner as _captioner  # noqa: F401
@@ -34,20 +35,15 @@ BEST_WEIGHTS = os.path.join("checkpoints", "best.weights.h5")
 
 
 def write_json(path, payload):
-    """Writes JSON atomically: to `path.tmp`, then renamed over `path`."""
-    temporary = f"{path}.tmp"
-    with open(temporary, "w") as handle:
+    """Writes JSON atomically (see `captioner.files.replacing`)."""
+    with files.replacing(path) as temporary, open(temporary, "w") as handle:
         json.dump(payload, handle, indent=2)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
 
 
 def save_model(model, path):
-    """`model.save(path)` atomically: to `NAME.partial.keras`, then renamed over `path`."""
-    temporary = path[:-len(".keras")] + ".partial.keras"
-    model.save(temporary)
-    os.replace(temporary, path)
+    """`model.save(path)` atomically (see `captioner.files.replacing`)."""
+    with files.replacing(path) as temporary:
+        model.save(temporary)
 
 
 def read_json(path):

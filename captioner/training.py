@@ -13,7 +13,7 @@ import keras
 import tensorflow as tf
 
 from captioner import config as config_lib
-from captioner import evaluation
+from captioner import evaluation, files
 from captioner import metrics as metrics_lib
 from captioner import runs
 from captioner.data import coco, features, shapes
@@ -195,18 +195,18 @@ class ValidationBleu(keras.callbacks.Callback):
 class BestCheckpoint(keras.callbacks.ModelCheckpoint):
     """`ModelCheckpoint` of the best weights that never leaves a half-written file.
 
-    Keras writes the weights to `NAME.partial.weights.h5`; once complete, the file is renamed over `filepath`.
+    Keras writes the weights under `captioner.files.partial_name(filepath)`; once
+    complete, the file is committed over `filepath`.
     """
 
     def __init__(self, filepath, **kwargs):
         self.final_path = filepath
-        super().__init__(filepath[:-len(".weights.h5")] + ".partial.weights.h5", save_weights_only=True,
-                         save_best_only=True, **kwargs)
+        super().__init__(files.partial_name(filepath), save_weights_only=True, save_best_only=True, **kwargs)
 
     def on_epoch_end(self, epoch, logs=None):
         super().on_epoch_end(epoch, logs)
         if os.path.exists(self.filepath):
-            os.replace(self.filepath, self.final_path)
+            files.commit(self.filepath, self.final_path)
 
 
 class RunBackup(keras.callbacks.BackupAndRestore):
@@ -266,9 +266,8 @@ class RunBackup(keras.callbacks.BackupAndRestore):
         os.makedirs(self.backup_dir, exist_ok=True)
         step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
         name = f"step-{step:09d}-epoch-{self._current_epoch:04d}.weights.h5"
-        partial = os.path.join(self.backup_dir, "partial.weights.h5")
-        self.model.save_weights(partial, overwrite=True)
-        os.replace(partial, os.path.join(self.backup_dir, name))
+        with files.replacing(os.path.join(self.backup_dir, name)) as temporary:
+            self.model.save_weights(temporary, overwrite=True)
         runs.write_json(os.path.join(self.backup_dir, self.STATE),
                         {"epoch": self._current_epoch, "batch": self._last_batch_seen, "step": step,
                          "weights": name})
@@ -312,10 +311,8 @@ def truncate_log(run_dir, epochs):
     for row in rows[1:]:
         if len(row) == len(header) and row[0].isdigit() and int(row[0]) < epochs:
             kept.append(row)
-    temporary = f"{path}.tmp"
-    with open(temporary, "w", newline="") as handle:
+    with files.replacing(path) as temporary, open(temporary, "w", newline="") as handle:
         csv.writer(handle).writerows([header] + kept)
-    os.replace(temporary, path)
 
 
 def callbacks(config, run_dir, data, captioner, strategy=None):

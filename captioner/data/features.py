@@ -32,6 +32,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from captioner import files
 from captioner.data.pipeline import AUTOTUNE, image_dataset
 
 FORMAT_VERSION = 1
@@ -168,12 +169,7 @@ def build(encoder, examples, directory, batch_size=64, progress=_progress):
                 "normalization": encoder.normalization, "first_image": examples[0].path}
     with open(os.path.join(partial, MANIFEST), "w") as handle:
         json.dump(manifest, handle, indent=2)
-    try:
-        os.rename(partial, directory)
-    except OSError:
-        if not os.path.exists(os.path.join(directory, MANIFEST)):
-            raise
-        shutil.rmtree(partial, ignore_errors=True)  # another process finished the same cache first
+    files.publish_folder(partial, directory, MANIFEST)
     return open_cache(directory)
 
 

@@ -20,6 +20,8 @@ import sys
 import numpy as np
 from PIL import Image
 
+from captioner import files
+
 SPEC_VERSION = 1
 SPLITS = ("train", "val", "test")
 DEFAULT_SPLIT_SIZES = (8000, 500, 500)
@@ -326,13 +328,8 @@ def generate(root, params=ShapesParams(), progress=_print_progress):
         _write_split(partial, split, split_index, first_id, params, progress)
         first_id += params.split_sizes[split_index]
     _write_json(os.path.join(partial, MANIFEST), params.to_json())
-    try:
-        os.replace(partial, root)
-    except OSError:
-        # Another process (a second training worker) completed the same dataset first; same seed, same files.
-        if not os.path.exists(os.path.join(root, MANIFEST)):
-            raise
-        shutil.rmtree(partial, ignore_errors=True)
+    # A second training worker may have written the same dataset first: same seed, same files.
+    files.publish_folder(partial, root, MANIFEST)
     return root
 
 

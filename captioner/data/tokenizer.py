@@ -5,11 +5,12 @@ exported SavedModel. Special ids are fixed: 0 pad, 1 unknown, 2 start, 3 end.
 """
 
 import collections
-import os
 
 import keras
 import tensorflow as tf
 import tensorflow_text as tf_text
+
+from captioner import files
 
 PAD, UNK, START, END = "<pad>", "<unk>", "<start>", "<end>"
 SPECIAL_TOKENS = (PAD, UNK, START, END)
@@ -97,11 +98,9 @@ class CaptionTokenizer(keras.layers.Layer):
 
 
 def save_vocabulary(tokenizer, path):
-    """Writes one token a line, atomically (to `path.tmp`, then renamed)."""
-    temporary = f"{path}.tmp"
-    with open(temporary, "w") as handle:
+    """Writes one token a line, atomically (see `captioner.files.replacing`)."""
+    with files.replacing(path) as temporary, open(temporary, "w") as handle:
         handle.write("\n".join(tokenizer.words) + "\n")
-    os.replace(temporary, path)
 
 
 def load_vocabulary(path):
