@@ -12,8 +12,8 @@ import time
 import keras
 import tensorflow as tf
 
-from captioner import config as config_lib
 from captioner import evaluation, files
+from captioner.distribute import is_chief, is_multi_worker, make_strategy, share_from_chief
 from captioner import metrics as metrics_lib
 from captioner import runs
 from captioner.data import coco, features, shapes
@@ -77,71 +77,6 @@ def score_split(model, split, batch_size, progress=True):
     return metrics_lib.nltk_corpus_bleu(references, captions), captions
 
 
-# ---------------------------------------------------------------- distribution
-
-
-STRATEGIES = config_lib.STRATEGIES
-
-
-def make_strategy(name):
-    """A `tf.distribute` strategy by name, or None for the default (one device).
-
-    "mirrored": all local GPUs (synchronous data parallelism); "multi-worker":
-    `MultiWorkerMirroredStrategy` over the workers in `TF_CONFIG`; "tpu": the
-    TPU found by `TPUClusterResolver`. Create it before any other TensorFlow work.
-    """
-    if name == "none":
-        return None
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    if name == "multi-worker":
-        if not os.environ.get("TF_CONFIG"):
-            raise ValueError("--distribute multi-worker reads the cluster from the TF_CONFIG environment "
-                             "variable, which is not set (see the README's distributed training section)")
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    if name == "tpu":
-        resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
-        tf.config.experimental_connect_to_cluster(resolver)
-        tf.tpu.experimental.initialize_tpu_system(resolver)
-        return tf.distribute.TPUStrategy(resolver)
-    raise ValueError(f"Unknown distribution {name!r}; choose one of {', '.join(STRATEGIES)}")
-
-
-def _is_multi_worker(strategy):
-    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and \
-        len(strategy.cluster_resolver.cluster_spec().as_dict()) > 0
-
-
-def is_chief(strategy):
-    """Whether this process writes the run folder: the `chief` task, or `worker` 0 when there is none."""
-    if not _is_multi_worker(strategy):
-        return True
-    resolver = strategy.cluster_resolver
-    if resolver.task_type == "chief":
-        return True
-    return resolver.task_type == "worker" and resolver.task_id == 0 and \
-        "chief" not in resolver.cluster_spec().as_dict()
-
-
-def share_from_chief(strategy, values):
-    """The chief's `values` (dict of floats) on every worker, through one all-reduce.
-
-    Only the global replica 0 contributes; `MultiWorkerMirroredStrategy` puts it
-    on the chief (or on worker 0 when there is no chief). Every worker must call this.
-    """
-    keys = sorted(values)
-    local = tf.constant([float(values[k]) for k in keys], tf.float32)
-
-    @tf.function
-    def reduce():
-        def replica_fn():
-            first = tf.distribute.get_replica_context().replica_id_in_sync_group == 0
-            return tf.where(first, local, tf.zeros_like(local))
-        return strategy.reduce("SUM", strategy.run(replica_fn), axis=None)
-
-    return dict(zip(keys, (float(v) for v in reduce().numpy())))
-
-
 @contextlib.contextmanager
 def dtype_policy(precision):
     """Builds layers under `precision` ("float32", "mixed", "mixed_float16", "mixed_bfloat16")."""
@@ -185,7 +120,7 @@ class ValidationBleu(keras.callbacks.Callback):
             scores, _ = score_split(self.captioner, self.split, self.batch_size, progress=False)
         else:
             scores = {f"nltk_bleu_{n}": 0.0 for n in range(1, 5)}
-        if _is_multi_worker(self.strategy):
+        if is_multi_worker(self.strategy):
             scores = share_from_chief(self.strategy, scores)
         if logs is not None:
             logs.update({f"val_{k}": v for k, v in scores.items()})
@@ -479,7 +414,7 @@ def train(config, run_dir, verbose="auto", extra_callbacks=(), distribute="none"
         verbose: `fit()` verbosity.
         extra_callbacks: callbacks run after the standard ones (validation BLEU,
             best checkpoint, early stopping, CSV log, TensorBoard, backup).
-        distribute: str, one of `STRATEGIES`; ignored if `strategy` is given.
+        distribute: str, one of `captioner.config.STRATEGIES`; ignored if `strategy` is given.
         strategy: a `tf.distribute.Strategy`, or None.
 
     Returns:
@@ -553,7 +488,7 @@ def train(config, run_dir, verbose="auto", extra_callbacks=(), distribute="none"
     }
     runs.write_json(os.path.join(run_dir, runs.METRICS), metrics)
     shutil.rmtree(backup_dir, ignore_errors=True)
-    if _is_multi_worker(strategy):
+    if is_multi_worker(strategy):
         share_from_chief(strategy, {"finished": 1.0})  # releases the waiting workers
     return metrics
 

@@ -4,6 +4,7 @@ import keras
 import tensorflow as tf
 
 from captioner import decoding
+from captioner.distribute import is_multi_worker
 from captioner.data import tokenizer as tokenizer_lib
 from captioner.models.encoders import ImageEncoder
 from captioner.models.lstm_decoder import LSTMDecoder
@@ -24,13 +25,8 @@ class DistributedFitMixin:
       are given a leading axis of 1, so the same reduction averages them.
     """
 
-    def _multi_worker(self):
-        strategy = getattr(self, "_distribute_strategy", None)
-        return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and \
-            bool(strategy.cluster_resolver.cluster_spec().as_dict())
-
     def _reducible_logs(self, logs):
-        if not self._multi_worker():
+        if not is_multi_worker(getattr(self, "_distribute_strategy", None)):
             return logs
         return {k: tf.reshape(v, [1]) if tf.is_tensor(v) and v.shape.rank == 0 else v for k, v in logs.items()}
 
