@@ -7,7 +7,6 @@ Every config field has a flag; run with `--help` to list them.
 """
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -38,7 +37,7 @@ def main(argv=None):
         config = config_lib.from_arguments(args, base=config_lib.load(args.config) if args.config else None)
     except FileNotFoundError as error:
         parser.error(f"--config: {error.filename}: no such file")
-    except (ValueError, json.JSONDecodeError) as error:
+    except ValueError as error:  # json.JSONDecodeError included
         parser.error(f"{args.config + ': ' if args.config else ''}{error}")
 
     # Imported after argument parsing so that --help is instant.
@@ -46,8 +45,6 @@ def main(argv=None):
     from captioner.data.coco import DatasetError
 
     run_dir = args.run_dir or runs.choose_run_dir(os.path.join("runs", f"{config.preset}-{config.decoder}"))
-    if runs.is_finished(run_dir):
-        parser.error(f"{run_dir} already holds a finished run; choose another --run-dir")
     print(f"Run folder: {run_dir}", file=sys.stderr)
     try:
         metrics = training.train(config, run_dir, verbose=2 if args.quiet else "auto", distribute=args.distribute)

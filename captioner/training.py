@@ -165,7 +165,6 @@ class RunBackup(keras.callbacks.BackupAndRestore):
     def __init__(self, backup_dir, save_freq="epoch", write=True):
         super().__init__(backup_dir, save_freq=save_freq, delete_checkpoint=False)
         self.write = write
-        self.restored = None
 
     @classmethod
     def read_state(cls, backup_dir):
@@ -182,7 +181,6 @@ class RunBackup(keras.callbacks.BackupAndRestore):
         self.model.load_weights(os.path.join(self.backup_dir, state["weights"]))
         self.model._initial_epoch = state["epoch"]  # as BackupAndRestore itself restores the epoch
         self._current_epoch = state["epoch"]
-        self.restored = state
         log(f"Restored the backup of epoch {state['epoch'] + 1}, batch {state['batch']} (optimizer step "
             f"{state['step']}); epoch {state['epoch'] + 1} restarts from its first batch")
 
@@ -323,20 +321,6 @@ def check_run_dir(run_dir, config):
     return False
 
 
-def prepare_run_dir(run_dir, config, write=True):
-    """Creates the run folder, or checks that an unfinished one was made with the same config.
-
-    Returns True if the folder holds an unfinished run of this config.
-    """
-    if check_run_dir(run_dir, config):
-        log(f"Resuming the unfinished run in {run_dir}")
-        return True
-    if write:
-        os.makedirs(run_dir, exist_ok=True)
-        runs.write_json(os.path.join(run_dir, runs.CONFIG), config.to_json())
-    return False
-
-
 def build_vocabulary(config, data, run_dir, write=True):
     path = os.path.join(run_dir, runs.VOCAB)
     if os.path.exists(path):
@@ -350,7 +334,7 @@ def build_vocabulary(config, data, run_dir, write=True):
 
 
 def _training_datasets(config, data, captioner, strategy):
-    """`(train, val, steps_per_epoch, input_kind)` from images, or from the feature cache."""
+    """`(train, val, steps_per_epoch)` datasets from images, or from the feature cache."""
     distributed = strategy is not None
     replicas = strategy.num_replicas_in_sync if distributed else 1
     if config.batch_size % replicas:
@@ -424,10 +408,14 @@ def train(config, run_dir, verbose="auto", extra_callbacks=(), distribute="none"
     if strategy is None:
         strategy = make_strategy(distribute)
     chief = is_chief(strategy)
-    check_run_dir(run_dir, config)  # before any work: data generation or reading can take minutes
+    resuming = check_run_dir(run_dir, config)  # before any work: data generation or reading can take minutes
     keras.utils.set_random_seed(config.seed)
     data = load_data(config)
-    prepare_run_dir(run_dir, config, write=chief)
+    if resuming:
+        log(f"Resuming the unfinished run in {run_dir}")
+    elif chief:  # written once the data is known to be usable
+        os.makedirs(run_dir, exist_ok=True)
+        runs.write_json(os.path.join(run_dir, runs.CONFIG), config.to_json())
     vocabulary = build_vocabulary(config, data, run_dir, write=chief)
     log(f"Data: {data.root}: {len(data.train.examples)} train / {len(data.val.examples)} val / "
         f"{len(data.test.examples)} test images; vocabulary {len(vocabulary)} tokens")

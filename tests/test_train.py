@@ -77,8 +77,8 @@ def test_resuming_with_another_config_is_refused(tiny_run, tmp_path):
     unfinished.mkdir()
     runs.write_json(str(unfinished / runs.CONFIG), config.to_json())
     with pytest.raises(ValueError, match="another config"):
-        training.prepare_run_dir(str(unfinished), config.replace(hidden_dim=32))
-    assert training.prepare_run_dir(str(unfinished), config) is True
+        training.check_run_dir(str(unfinished), config.replace(hidden_dim=32))
+    assert training.check_run_dir(str(unfinished), config) is True
     assert runs.choose_run_dir(run_dir) == run_dir + "-2"
 
 
