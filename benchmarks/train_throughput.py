@@ -39,7 +39,7 @@ from captioner import config as config_lib
 from captioner import training
 from captioner.data import features
 from captioner.data import tokenizer as tokenizer_lib
-from captioner.data.pipeline import caption_dataset, region_caption_dataset
+from captioner.data.pipeline import caption_dataset, pad_length, region_caption_dataset
 from captioner.models.captioner import build_captioner
 
 
@@ -94,7 +94,7 @@ def straightforward_reference(config, data, vocabulary, args):
     naive = config.replace(batch_size=captions, captions_per_image=1)
     model = build_captioner(naive, vocabulary)
     length = config.max_length + 1
-    pad = lambda t: tf.pad(t, [[0, 0], [0, 0], [0, length - tf.shape(t)[-1]]])  # noqa: E731
+    pad = lambda t: pad_length(t, length)  # noqa: E731
     dataset = caption_dataset(flat, model.tokenizer, naive.image_size, model.normalization, captions, 1,
                               naive.max_length, training=True, cache_images=False, seed=naive.seed)
     dataset = dataset.map(lambda x, y, w: ({"images": x["images"], "tokens": pad(x["tokens"])}, pad(y), pad(w)))

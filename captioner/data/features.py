@@ -33,6 +33,7 @@ import numpy as np
 import tensorflow as tf
 
 from captioner import files
+from captioner.data import data_home
 from captioner.data.pipeline import AUTOTUNE, image_dataset
 
 FORMAT_VERSION = 1
@@ -44,7 +45,7 @@ _FLOAT16_MAX = float(np.finfo(np.float16).max)
 
 def default_root():
     """`$CAPTIONER_DATA` (default `./data`)`/feature-cache`, beside the generated datasets."""
-    return os.path.join(os.environ.get("CAPTIONER_DATA", "data"), "feature-cache")
+    return os.path.join(data_home(), "feature-cache")
 
 
 @dataclasses.dataclass

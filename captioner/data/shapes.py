@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image
 
 from captioner import files
+from captioner.data import data_home
 
 SPEC_VERSION = 1
 SPLITS = ("train", "val", "test")
@@ -375,7 +376,7 @@ def ensure(root, params=ShapesParams(), progress=_print_progress):
 
 def default_root(params=ShapesParams(), base=None):
     """Where training writes Shapes: `$CAPTIONER_DATA` (default `./data`)/shapes-v1-...`."""
-    base = base or os.environ.get("CAPTIONER_DATA", "data")
+    base = base or data_home()
     sizes = "-".join(str(n) for n in params.split_sizes)
     return os.path.join(base, f"shapes-v{SPEC_VERSION}-{params.image_size}px-seed{params.seed}-{sizes}")
 

@@ -91,8 +91,7 @@ class ImageEncoder(keras.layers.Layer):
         self.positions = PositionEmbedding(self.num_regions, name="region_positions")
 
     def build(self, input_shape):
-        channels = self.backbone.output_shape[-1]
-        self.projection.build((None, self.num_regions, channels))
+        self.projection.build((None, self.num_regions, self.region_channels))
         self.norm.build((None, self.num_regions, self.feature_dim))
         self.positions.build((None, self.num_regions, self.feature_dim))
 
