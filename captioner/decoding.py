@@ -12,7 +12,27 @@ produced the end token.
 import tensorflow as tf
 
 
-def greedy_search(next_fn, memory, state, batch_size, max_length, start_id, end_id):
+def log_probabilities(logits, banned_ids=()):
+    """`logits [N, V]` -> float32 log-probabilities, words in `banned_ids` made impossible.
+
+    Banned words (padding, the start token) are removed before the softmax, so
+    the others' probabilities still sum to one.
+    """
+    logits = tf.cast(logits, tf.float32)
+    if banned_ids:
+        vocabulary = tf.shape(logits)[-1]
+        banned = tf.reduce_any(tf.equal(tf.range(vocabulary)[:, None], tf.constant(list(banned_ids))[None]), -1)
+        logits = tf.where(banned[None], tf.constant(-1e9, tf.float32), logits)
+    return tf.nn.log_softmax(logits)
+
+
+def check_alpha(alpha):
+    """Refuses a negative length penalty: the early-stop bound (and "longer is not worse") need alpha >= 0."""
+    if not tf.is_tensor(alpha) and alpha < 0:
+        raise ValueError(f"the length penalty alpha must be 0 or more, got {alpha}")
+
+
+def greedy_search(next_fn, memory, state, batch_size, max_length, start_id, end_id, banned_ids=()):
     """Most likely word at each step.
 
     Args:
@@ -23,6 +43,7 @@ def greedy_search(next_fn, memory, state, batch_size, max_length, start_id, end_
         max_length: int, most words generated (the end token included).
         start_id: int, id fed at the first step.
         end_id: int, id that ends a sequence.
+        banned_ids: ints, ids never emitted (padding, the start token).
 
     Returns:
         dict with `tokens [N, L]` (end token included, 0 after it), `scores [N]`
@@ -32,7 +53,7 @@ def greedy_search(next_fn, memory, state, batch_size, max_length, start_id, end_
     steps = tf.range(max_length)
 
     def update(step, logits, weights, output, attention, scores, finished):
-        log_probs = tf.nn.log_softmax(tf.cast(logits, tf.float32))
+        log_probs = log_probabilities(logits, banned_ids)
         chosen = tf.where(finished, 0, tf.argmax(log_probs, axis=-1, output_type=tf.int32))
         scores = scores + tf.where(finished, 0.0, tf.gather(log_probs, chosen, batch_dims=1))
         here = tf.equal(steps, step)[None, :]
@@ -74,7 +95,8 @@ def _tile(tensor, beam_size):
     return tf.repeat(tensor, beam_size, axis=0)
 
 
-def beam_search(next_fn, memory, state, batch_size, beam_size, max_length, start_id, end_id, alpha=0.0):
+def beam_search(next_fn, memory, state, batch_size, beam_size, max_length, start_id, end_id, alpha=0.0,
+                banned_ids=()):
     """Batched beam search over images and beams in one graph.
 
     Each step expands every alive beam by every word, keeps the `2 * beam_size`
@@ -92,13 +114,17 @@ def beam_search(next_fn, memory, state, batch_size, beam_size, max_length, start
         max_length: int, most words per caption, the end token included (static).
         start_id: int, id fed at the first step.
         end_id: int, id that ends a sequence.
-        alpha: float, length penalty exponent (0: none; larger favours longer captions).
+        alpha: float >= 0, length penalty exponent (0: none; larger favours longer captions). A
+            negative alpha is refused: it would let a longer caption's score grow, which the
+            early stop (no alive beam can beat the finished ones) rules out.
+        banned_ids: ints, ids never emitted (padding, the start token).
 
     Returns:
         dict with, best first, `tokens [B, K, L]` (end token included, 0 after),
         `scores [B, K]` (length-normalised log-probabilities), `log_probs [B, K]`,
         `lengths [B, K]` (words before the end token) and `attention [B, K, L, P]`.
     """
+    check_alpha(alpha)
     B, K, L = batch_size, beam_size, max_length
     memory = tf.nest.map_structure(lambda t: _tile(t, K), memory)
     state = tf.nest.map_structure(lambda t: _tile(t, K), state)
@@ -112,7 +138,7 @@ def beam_search(next_fn, memory, state, batch_size, beam_size, max_length, start
 
     def expand(step, logits, weights, alive_tokens, alive_log_probs, alive_attention):
         """The 2K best one-word extensions of the alive beams of each image."""
-        log_probs = tf.nn.log_softmax(tf.cast(logits, tf.float32))
+        log_probs = log_probabilities(logits, banned_ids)
         vocabulary = tf.shape(log_probs)[-1]
         totals = alive_log_probs[..., None] + tf.reshape(log_probs, [B, K, vocabulary])
         top_log_probs, top_index = tf.math.top_k(tf.reshape(totals, [B, K * vocabulary]), k=2 * K)

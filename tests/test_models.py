@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 
 from captioner import config as config_lib
+from captioner import decoding
 from captioner.data import tokenizer as tk
 from captioner.models.captioner import Captioner, build_captioner
 from captioner.models.encoders import ImageEncoder
@@ -138,6 +139,54 @@ def test_beam_decoding_through_the_model(decoder):
     inputs = np.where(np.cumsum(tokens == tk.END_ID, axis=1) - (tokens == tk.END_ID) > 0, 0, inputs)
     memory = model.decoder.prepare(model.encoder(images))
     logits, _ = model.decoder.decode_sequence(tf.constant(inputs, tf.int32), memory)
-    log_probs = tf.gather(tf.nn.log_softmax(logits), tokens, batch_dims=2).numpy()
+    # Scores are log-probabilities over the words decoding may emit (never padding or start).
+    allowed = decoding.log_probabilities(logits, (tk.PAD_ID, tk.START_ID))
+    log_probs = tf.gather(allowed, tokens, batch_dims=2).numpy()
     rescored = (log_probs * (inputs != 0)).sum(1)
     np.testing.assert_allclose(rescored, scores[:, 0], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("decoder", ["lstm", "transformer"])
+def test_decoding_never_emits_padding_or_start_and_keeps_unknown_words_in_place(decoder):
+    model = tiny(decoder)
+    # Logits that prefer padding and start above all, then the unknown word, then the end.
+    bias = np.zeros(model.tokenizer.vocabulary_size, np.float32)
+    bias[[tk.PAD_ID, tk.START_ID]], bias[tk.UNK_ID], bias[tk.END_ID] = 60.0, 50.0, 40.0
+    bias[model.tokenizer.words.index("red")] = 45.0
+    model.decoder.logits.bias.assign(bias)
+    model.decoder.logits.kernel.assign(np.zeros(model.decoder.logits.kernel.shape, np.float32))
+    for beam_size in (1, 2):
+        result = model.generate(batch()["images"], beam_size=beam_size)
+        tokens = np.asarray(result["tokens"])
+        assert not np.isin(tokens, [tk.START_ID]).any()
+        assert np.all(tokens == tk.UNK_ID), tokens  # every step: the best allowed word, <unk>
+        for caption in result["captions"].numpy():
+            # Word i of the caption is step i: the attention figures and pointing pair them so.
+            assert caption.decode().split() == ["<unk>"] * tokens.shape[1]
+
+
+def test_detokenize_keeps_unknown_words_and_drops_padding_and_start():
+    tokenizer = tk.CaptionTokenizer(VOCABULARY)
+    red, circle = tokenizer.words.index("red"), tokenizer.words.index("circle")
+    ids = tf.constant([[tk.START_ID, red, tk.UNK_ID, circle, tk.END_ID, red], [red, 0, circle, 0, 0, 0]])
+    assert tokenizer.detokenize(ids).numpy().tolist() == [b"red <unk> circle", b"red circle"]
+
+
+def test_the_transformer_refuses_to_decode_past_its_trained_length():
+    model = tiny("transformer")  # max_length 6: positions and cache slots for 6 words and the end token
+    images = batch()["images"]
+    assert model.generate(images, max_length=6)["tokens"].shape == (3, 7)
+    assert model.generate(images, max_length=3)["tokens"].shape == (3, 4)
+    for longer in (7, 8, 20):
+        with pytest.raises(ValueError, match="at most 6 words"):
+            model.generate(images, max_length=longer)
+    # The LSTM has no such limit.
+    assert tiny("lstm").generate(images, max_length=9)["tokens"].shape == (3, 10)
+
+
+def test_a_negative_length_penalty_is_refused():
+    model = tiny("lstm")
+    with pytest.raises(ValueError, match="alpha must be 0 or more"):
+        model.generate(batch()["images"], beam_size=2, alpha=-0.5)
+    with pytest.raises(ValueError, match="alpha must be 0 or more"):
+        decoding.beam_search(lambda t, s, m: (None, s, None), {}, {}, 1, 2, 3, tk.START_ID, tk.END_ID, alpha=-1.0)

@@ -79,10 +79,15 @@ class CaptionTokenizer(keras.layers.Layer):
         return self.tokenize(strings)
 
     def detokenize(self, ids):
-        """`ids [N, T]` -> `[N]` strings, cut at the first end token, specials dropped."""
+        """`ids [N, T]` -> `[N]` strings, cut at the first end token, padding and start dropped.
+
+        An unknown word stays, written `<unk>`, so that word i of a generated
+        caption is the word of decoding step i (attention figures and pointing
+        pair them).
+        """
         ids = tf.convert_to_tensor(ids, tf.int32)
         ended = tf.cumsum(tf.cast(tf.equal(ids, END_ID), tf.int32), axis=-1) > 0
-        keep = tf.logical_and(tf.logical_not(ended), ids > END_ID)
+        keep = tf.logical_and(tf.logical_not(ended), tf.logical_or(ids > END_ID, tf.equal(ids, UNK_ID)))
         ids = tf.ragged.boolean_mask(ids, keep)
         words = tf.ragged.map_flat_values(tf.gather, self._word_tensor, ids)
         return tf.strings.reduce_join(words, axis=-1, separator=" ")

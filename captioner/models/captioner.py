@@ -103,17 +103,22 @@ class Captioner(DistributedFitMixin, keras.Model):
     def decode(self, images, beam_size=1, max_length=None, alpha=0.0):
         """Captions for normalised `images [B, S, S, 3]`, in graph.
 
-        Greedy for `beam_size` 1, batched beam search otherwise (`alpha`: length
-        penalty). Returns `tokens [B, L]`, `captions [B]`, `scores [B]`,
+        Greedy for `beam_size` 1, batched beam search otherwise (`alpha` >= 0:
+        length penalty). `max_length` (words) defaults to the trained one; the
+        Transformer cannot decode past it (see `check_decoding`). Returns `tokens [B, L]`, `captions [B]`, `scores [B]`,
         `lengths [B]` and `attention [B, L, P]` of the best caption; beam search
         adds the n-best `beam_tokens [B, K, L]`, `beam_captions [B, K]` and
         `beam_scores [B, K]`.
         """
-        length = (max_length or self.decoder.max_length) + 1  # room for the end token
+        max_length = self.decoder.max_length if max_length is None else max_length
+        check_decoding(self.decoder, max_length, alpha)
+        length = max_length + 1  # room for the end token
         memory = self.decoder.prepare(self.encoder(images, training=False))
         state = self.decoder.initial_state(memory)
         batch = tf.shape(images)[0]
-        ids = dict(start_id=tokenizer_lib.START_ID, end_id=tokenizer_lib.END_ID)
+        # Decoding never emits padding or the start token, so caption word i is step i.
+        ids = dict(start_id=tokenizer_lib.START_ID, end_id=tokenizer_lib.END_ID,
+                   banned_ids=(tokenizer_lib.PAD_ID, tokenizer_lib.START_ID))
         if beam_size == 1:
             result = decoding.greedy_search(self.decoder.next_token, memory, state, batch, length, **ids)
         else:
@@ -148,6 +153,17 @@ class Captioner(DistributedFitMixin, keras.Model):
         for key in ("encoder", "decoder", "tokenizer"):
             config[key] = keras.saving.deserialize_keras_object(config[key])
         return cls(**config)
+
+
+def check_decoding(decoder, max_length, alpha=0.0):
+    """Refuses decoding settings a decoder cannot honour, with the reason (ValueError)."""
+    if max_length < 1:
+        raise ValueError(f"max_length must be at least 1 word, got {max_length}")
+    if decoder.longest_caption is not None and max_length > decoder.longest_caption:
+        raise ValueError(f"this {type(decoder).__name__} was built for captions of at most {decoder.longest_caption} "
+                         f"words (its position embedding and key/value cache end there); max_length {max_length} "
+                         "is longer")
+    decoding.check_alpha(alpha)
 
 
 def build_captioner(config, vocabulary):

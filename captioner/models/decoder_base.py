@@ -32,6 +32,11 @@ class CaptionDecoder(keras.layers.Layer):
         self.vocabulary_size = vocabulary_size
         self.max_length = max_length
 
+    @property
+    def longest_caption(self):
+        """The most words `next_token` can decode, or None for no limit."""
+        return None
+
     def prepare(self, features):
         raise NotImplementedError
 

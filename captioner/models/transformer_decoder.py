@@ -95,6 +95,10 @@ class TransformerDecoder(CaptionDecoder):
         self.logits = keras.layers.Dense(vocabulary_size, name="logits", dtype="float32")
 
     @property
+    def longest_caption(self):
+        return self.max_length  # positions and cache slots beyond it do not exist
+
+    @property
     def cache_length(self):
         return self.max_length + 1
 
