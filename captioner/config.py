@@ -29,7 +29,9 @@ class Config:
         min_count: int, a word needs this many training occurrences to enter the vocabulary.
         cache_images: bool, keep decoded images in memory after the first epoch.
         encoder: str, "small_cnn" or a keras.applications name (e.g. "MobileNetV3Small").
-        encoder_weights: str or None, "imagenet" or None.
+        encoder_weights: str or None, "imagenet", the path of a local weights file of the backbone
+            (a keras.applications `.h5` / `.weights.h5` file without its top, for machines without
+            internet), or None (random initialisation).
         train_encoder: bool, fine-tune the encoder (True) or keep it frozen.
         feature_dim: int, width D of the region features `[B, P, D]`.
         decoder: str, "lstm" (Show-Attend-Tell) or "transformer".
@@ -119,7 +121,6 @@ class Config:
 
     def validated(self):
         choices = {"dataset": ("shapes", "coco"), "decoder": ("lstm", "transformer"),
-                   "encoder_weights": (None, "imagenet"),
                    "precision": ("float32", "mixed", "mixed_float16", "mixed_bfloat16")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -132,6 +133,11 @@ class Config:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.model_dim % self.num_heads:
             raise ValueError(f"model_dim ({self.model_dim}) must be divisible by num_heads ({self.num_heads})")
+        if self.encoder_weights is not None and not isinstance(self.encoder_weights, str):
+            raise ValueError(f"encoder_weights must be 'imagenet', a weights file or None, got {self.encoder_weights!r}")
+        if self.encoder_weights not in (None, "imagenet") and not self.encoder_weights.endswith(".h5"):
+            raise ValueError(f"encoder_weights must be 'imagenet', none, or the path of a .h5 weights file, got "
+                             f"{self.encoder_weights!r}")
         if self.backup_steps < 0:
             raise ValueError(f"backup_steps must be 0 (epoch ends only) or more, got {self.backup_steps}")
         if self.feature_cache and self.train_encoder:
@@ -200,21 +206,28 @@ def preset(name, **overrides):
 
 
 def add_arguments(parser):
-    """Adds `--preset` and one `--field-name` flag per config field."""
+    """Adds `--preset` and one `--field-name` flag per config field.
+
+    A flag that is not given leaves no attribute on the parsed namespace
+    (`argparse.SUPPRESS`), so a flag given as `none` sets its field to None
+    instead of counting as absent. Only optional fields accept `none`.
+    """
     parser.add_argument("--preset", default="shapes", choices=list(PRESETS), help="named starting config")
     for field in dataclasses.fields(Config):
         if field.name == "preset":
             continue
         flag = "--" + field.name.replace("_", "-")
-        kind = field.type
-        if typing.get_origin(kind) is typing.Union:
+        kind, optional = field.type, typing.get_origin(field.type) is typing.Union
+        if optional:
             kind = [t for t in typing.get_args(kind) if t is not type(None)][0]
+        common = dict(dest=field.name, default=argparse.SUPPRESS,
+                      help=f"default: {field.default!r} or the preset's" + ("; 'none' for None" if optional else ""))
         if kind is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **common)
         elif typing.get_origin(kind) is tuple:
-            parser.add_argument(flag, type=int, nargs=len(typing.get_args(kind)), default=None)
+            parser.add_argument(flag, type=int, nargs=len(typing.get_args(kind)), **common)
         else:
-            parser.add_argument(flag, type=_parse_optional(kind), default=None)
+            parser.add_argument(flag, type=_parse_optional(kind) if optional else kind, **common)
 
 
 def _parse_optional(kind):
@@ -229,8 +242,8 @@ def from_arguments(args, base=None):
     """The config of `--preset` (or `base`, a `Config`) with every flag that was given applied."""
     overrides = {}
     for field in dataclasses.fields(Config):
-        value = getattr(args, field.name, None)
-        if field.name != "preset" and value is not None:
+        if field.name != "preset" and hasattr(args, field.name):
+            value = getattr(args, field.name)
             overrides[field.name] = tuple(value) if isinstance(value, list) else value
     if base is not None:
         return base.replace(**overrides)

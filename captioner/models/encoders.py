@@ -1,5 +1,7 @@
 """Image encoders: a CNN backbone turned into a grid of region features `[B, P, D]`."""
 
+import os
+
 import keras
 import tensorflow as tf
 
@@ -40,8 +42,17 @@ def small_cnn(image_size, name="small_cnn"):
     return keras.Model(inputs, x, name=name)
 
 
+class EncoderWeightsError(ValueError):
+    """Pretrained encoder weights that cannot be had; the message names the fix."""
+
+
 def build_backbone(backbone, image_size, weights=None):
-    """A CNN without its classifier, from `BACKBONES`."""
+    """A CNN without its classifier, from `BACKBONES`.
+
+    Args:
+        weights: None, "imagenet" (downloaded by keras.applications on first use),
+            or the path of a local weights file of the same backbone without its top.
+    """
     constructor, _ = BACKBONES.get(backbone, (None, None))
     if backbone == "small_cnn":
         if weights is not None:
@@ -49,10 +60,31 @@ def build_backbone(backbone, image_size, weights=None):
         return small_cnn(image_size)
     if constructor is None:
         raise ValueError(f"Unknown encoder {backbone!r}; choose one of {', '.join(BACKBONES)}")
+    if weights not in (None, "imagenet") and not os.path.isfile(weights):
+        raise EncoderWeightsError(f"Encoder weights file {weights} does not exist")
     kwargs = dict(include_top=False, weights=weights, input_shape=(image_size, image_size, 3))
     if backbone.startswith("MobileNetV3"):
         kwargs["include_preprocessing"] = True
-    return getattr(keras.applications, constructor)(**kwargs)
+    try:
+        return getattr(keras.applications, constructor)(**kwargs)
+    except Exception as error:  # keras.utils.get_file raises a bare Exception on a failed download
+        if weights != "imagenet" or not _is_download_failure(error):
+            raise
+        raise EncoderWeightsError(
+            f"Could not download the ImageNet weights of {backbone} ({_first_line(error)}). Without internet, "
+            f"pass --encoder-weights none (random initialisation) or --encoder-weights FILE, a {backbone} "
+            "weights file without its top (keras.applications' *_notop.h5, or the .weights.h5 of a saved "
+            "backbone), or put that file in ~/.keras/models/") from None
+
+
+def _is_download_failure(error):
+    import urllib.error
+
+    return isinstance(error, (urllib.error.URLError, ConnectionError, TimeoutError)) or "URL fetch failure" in str(error)
+
+
+def _first_line(error):
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
 
 
 @keras.saving.register_keras_serializable(package="captioner")
@@ -67,7 +99,7 @@ class ImageEncoder(keras.layers.Layer):
         backbone: str, a key of `BACKBONES`.
         image_size: int, input side S.
         feature_dim: int, output width D.
-        weights: str or None, "imagenet" to start from pretrained weights. Only
+        weights: str or None, "imagenet" or a local weights file to start from pretrained weights. Only
             used when the encoder is first built; a saved model carries its own.
         trainable_backbone: bool, fine-tune the backbone (False keeps it frozen,
             batch-norm statistics included).

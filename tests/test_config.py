@@ -1,0 +1,80 @@
+"""Config flags (every optional field can be set to none) and encoder weights (local files, failed downloads)."""
+
+import argparse
+import dataclasses
+import typing
+import urllib.error
+
+import keras
+import numpy as np
+import pytest
+
+from captioner import config as config_lib
+from captioner import train
+from captioner.models import encoders
+
+
+def parse(*flags):
+    parser = argparse.ArgumentParser()
+    config_lib.add_arguments(parser)
+    return config_lib.from_arguments(parser.parse_args(list(flags)))
+
+
+def test_a_flag_given_as_none_sets_its_field_to_none():
+    # The coco presets default to ImageNet weights; "none" must win over the preset.
+    assert parse("--preset", "coco-lstm", "--data-root", "/coco").encoder_weights == "imagenet"
+    assert parse("--preset", "coco-lstm", "--data-root", "/coco", "--encoder-weights", "none").encoder_weights is None
+    assert parse("--preset", "coco-lstm", "--data-root", "/coco", "--encoder-weights", "None").encoder_weights is None
+    values = {"data_root": "/data", "karpathy_json": "/coco/dataset_coco.json", "encoder_weights": "imagenet",
+              "steps_per_epoch": 7, "feature_cache_dir": "/cache"}
+    optional = {f.name for f in dataclasses.fields(config_lib.Config) if typing.get_origin(f.type) is typing.Union}
+    assert optional == set(values)
+    for name, value in values.items():
+        parser = argparse.ArgumentParser()
+        config_lib.add_arguments(parser)
+        base = config_lib.preset("shapes").replace(**{name: value})
+        flags = parser.parse_args(["--" + name.replace("_", "-"), "none"])
+        assert getattr(config_lib.from_arguments(flags, base=base), name) is None, name
+
+
+def test_flags_not_given_keep_the_preset_and_required_fields_refuse_none():
+    config = parse("--preset", "tiny", "--epochs", "2")
+    assert config == config_lib.preset("tiny", epochs=2)
+    with pytest.raises(SystemExit):
+        parse("--epochs", "none")
+    with pytest.raises(ValueError, match="encoder_weights"):
+        config_lib.preset("tiny", encoder_weights="resnet")
+
+
+def test_encoder_weights_from_a_local_file(tmp_path):
+    keras.utils.set_random_seed(3)
+    saved = encoders.build_backbone("MobileNetV3Small", 32)
+    path = str(tmp_path / "mobilenet_v3_small_notop.weights.h5")
+    saved.save_weights(path)
+    keras.utils.set_random_seed(4)  # another initialisation, which the file must replace
+    encoder = encoders.ImageEncoder("MobileNetV3Small", 32, 8, weights=path, trainable_backbone=False)
+    assert len(saved.weights) == len(encoder.backbone.weights)
+    for a, b in zip(saved.weights, encoder.backbone.weights):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
+    config = config_lib.preset("tiny", encoder="MobileNetV3Small", encoder_weights=path, train_encoder=False)
+    assert config.encoder_weights == path
+    with pytest.raises(encoders.EncoderWeightsError, match="does not exist"):
+        encoders.build_backbone("MobileNetV3Small", 32, str(tmp_path / "missing.h5"))
+
+
+def test_a_failed_weights_download_ends_in_a_clear_error(tmp_path, small_shapes, monkeypatch, capsys):
+    from keras.src.backend import config as keras_config
+    from keras.src.utils import file_utils
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(keras_config, "_KERAS_DIR", str(tmp_path / "keras-home"))  # no cached weights
+    monkeypatch.setattr(file_utils, "urlretrieve", offline)
+    status = train.main(["--preset", "tiny", "--data-root", small_shapes, "--encoder", "MobileNetV3Small",
+                         "--encoder-weights", "imagenet", "--no-train-encoder", "--run-dir", str(tmp_path / "run")])
+    error = capsys.readouterr().err
+    assert status == 2
+    assert "Could not download the ImageNet weights of MobileNetV3Small" in error
+    assert "--encoder-weights none" in error and "--encoder-weights FILE" in error
+    assert "Traceback" not in error
