@@ -25,7 +25,7 @@ def main(argv=None):
     parser.add_argument("--data-root", help="COCO-format root to evaluate on (default: the run's own data)")
     parser.add_argument("--karpathy-json", help="Karpathy split file (with an MS COCO --data-root)")
     parser.add_argument("--beam-size", type=int, default=3)
-    parser.add_argument("--alpha", type=float, default=0.0, help="length penalty exponent for beam search")
+    parser.add_argument("--alpha", type=float, default=0.0, help="length penalty exponent for beam search (>= 0)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--results", help="score this COCO results file instead of running a model")
     parser.add_argument("--annotations", help="COCO captions file that --results is scored against")
@@ -38,6 +38,8 @@ def main(argv=None):
         parser.error("give either RUN_DIR or --results with --annotations")
     if args.beam_size < 1 or args.batch_size < 1:
         parser.error("--beam-size and --batch-size must be at least 1")
+    if args.alpha < 0:
+        parser.error("--alpha must be 0 or more")
 
     from captioner import evaluation, runs
     from captioner.data.coco import DatasetError
@@ -86,11 +88,12 @@ def evaluate_run(args, use_java):
     from captioner.data import coco
 
     config = runs.load_config(args.run_dir)
-    model = captioner.load(args.run_dir)
-    # An explicit --data-root is read as it is; the run's own data is found (or rewritten) as training did.
-    root = args.data_root or training.data_root(config)
+    # Evaluating writes nothing outside the output folder: the run's data must exist (a run folder
+    # from elsewhere names its own data root and Shapes sizes, which are never generated here).
+    root = args.data_root or training.existing_data_root(config)
     karpathy = args.karpathy_json or (config.karpathy_json if not args.data_root else None)
     split = coco.read_split(root, args.split, karpathy, config.skip_missing_images)
+    model = captioner.load(args.run_dir)
     metrics, outputs, per_image = evaluation.evaluate_model(model, split, root, args.batch_size, args.beam_size,
                                                             args.alpha, use_java)
     metrics["data_root"] = root

@@ -8,8 +8,9 @@
       backup/            BackupAndRestore state while the run is unfinished (`state.json` names the weights)
       logs/              TensorBoard
       log.csv            one row an epoch: losses, accuracy, validation BLEU, learning rate
-      metrics.json       final test metrics
-      predictions_test.json   test captions in the COCO results format
+      metrics.json       final metrics: of the test split, or of val where the data has no test split
+                         (`"split": "val", "held_out": false`)
+      predictions_<split>.json   those captions in the COCO results format
 
 Every file is written to a temporary name and renamed (JSON, vocabulary,
 weights, model, backups; `log.csv` is cut back to the restored epoch on

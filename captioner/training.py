@@ -41,15 +41,37 @@ class Data:
     test: coco.Split
 
 
+def _shapes_params(config):
+    return shapes.ShapesParams(config.shapes_seed, config.image_size, tuple(config.shapes_splits))
+
+
 def data_root(config):
-    """The dataset root of `config`; for Shapes, written first if it is not there yet."""
+    """The dataset root of `config`; for Shapes, written first if it is not there yet (training only)."""
     root = config.data_root
     if config.dataset == "shapes":
-        params = shapes.ShapesParams(config.shapes_seed, config.image_size, tuple(config.shapes_splits))
+        params = _shapes_params(config)
         if root is None:
             root = shapes.ensure(shapes.default_root(params), params)
         elif not os.path.exists(root):
             root = shapes.generate(root, params)
+    return root
+
+
+def existing_data_root(config):
+    """The dataset root of `config` if it exists; never writes (evaluating someone's run folder must not).
+
+    Raises `coco.DatasetError` naming the command that would write missing Shapes data.
+    """
+    root = config.data_root
+    if config.dataset == "shapes" and root is None:
+        root = shapes.default_root(_shapes_params(config))
+    if root is None or not os.path.isdir(root):
+        fix = "pass --data-root"
+        if config.dataset == "shapes":
+            params = _shapes_params(config)
+            fix = (f"write it with `python -m captioner.data.shapes {root} --seed {params.seed} --image-size "
+                   f"{params.image_size} --splits {' '.join(map(str, params.split_sizes))}`, or pass --data-root")
+        raise coco.DatasetError(f"The run's data is not at {root}: {fix}")
     return root
 
 
@@ -61,7 +83,8 @@ def load_data(config):
     try:
         test = read("test")
     except coco.MissingSplitError as error:
-        log(f"No test split ({error}); reporting test metrics on the val split")
+        log(f"No test split ({error}); the final metrics are computed on the val split, labelled val (the "
+            "split that also chose the checkpoint, so they are optimistic)")
         test = val
     for split in (train, val, test):
         if split.skipped:
@@ -154,17 +177,25 @@ class RunBackup(keras.callbacks.BackupAndRestore):
     loads its weights and resumes at its epoch (the interrupted epoch restarts
     from its first batch with the backed-up weights and optimizer state).
 
+    The early-stopping state (best value, epochs without gain) is backed up
+    with the weights, so a resumed run stops when an uninterrupted one would.
+    It must come after the `EarlyStopping` in the callback list: that one
+    resets its state when training begins, and this one then restores it.
+
     Args:
         backup_dir: str, the folder (used by nothing else).
         save_freq: int steps, or "epoch" (epoch ends only).
         write: bool, False on non-chief workers: they restore but never write.
+        stopping: the run's `keras.callbacks.EarlyStopping`, or None.
     """
 
     STATE = "state.json"
+    STOPPING_FIELDS = ("best", "wait", "best_epoch")
 
-    def __init__(self, backup_dir, save_freq="epoch", write=True):
+    def __init__(self, backup_dir, save_freq="epoch", write=True, stopping=None):
         super().__init__(backup_dir, save_freq=save_freq, delete_checkpoint=False)
         self.write = write
+        self.stopping = stopping
 
     @classmethod
     def read_state(cls, backup_dir):
@@ -181,6 +212,9 @@ class RunBackup(keras.callbacks.BackupAndRestore):
         self.model.load_weights(os.path.join(self.backup_dir, state["weights"]))
         self.model._initial_epoch = state["epoch"]  # as BackupAndRestore itself restores the epoch
         self._current_epoch = state["epoch"]
+        if self.stopping is not None and "early_stopping" in state:
+            for name in self.STOPPING_FIELDS:
+                setattr(self.stopping, name, state["early_stopping"][name])
         log(f"Restored the backup of epoch {state['epoch'] + 1}, batch {state['batch']} (optimizer step "
             f"{state['step']}); epoch {state['epoch'] + 1} restarts from its first batch")
 
@@ -201,9 +235,12 @@ class RunBackup(keras.callbacks.BackupAndRestore):
         name = f"step-{step:09d}-epoch-{self._current_epoch:04d}.weights.h5"
         with files.replacing(os.path.join(self.backup_dir, name)) as temporary:
             self.model.save_weights(temporary, overwrite=True)
-        runs.write_json(os.path.join(self.backup_dir, self.STATE),
-                        {"epoch": self._current_epoch, "batch": self._last_batch_seen, "step": step,
-                         "weights": name})
+        state = {"epoch": self._current_epoch, "batch": self._last_batch_seen, "step": step, "weights": name}
+        if self.stopping is not None:
+            state["early_stopping"] = {
+                "best": None if self.stopping.best is None else float(self.stopping.best),
+                "wait": int(self.stopping.wait), "best_epoch": int(self.stopping.best_epoch)}
+        runs.write_json(os.path.join(self.backup_dir, self.STATE), state)
         for other in os.listdir(self.backup_dir):
             if other.endswith(".weights.h5") and other.startswith("step-") and other != name:
                 os.remove(os.path.join(self.backup_dir, other))
@@ -256,7 +293,8 @@ def callbacks(config, run_dir, data, captioner, strategy=None):
     """
     validation = ValidationBleu(captioner, data.val, config.eval_batch_size, strategy=strategy)
     stopping = keras.callbacks.EarlyStopping(monitor=MONITOR, mode="max", patience=config.patience)
-    backup = RunBackup(os.path.join(run_dir, BACKUP), config.backup_steps or "epoch", write=is_chief(strategy))
+    backup = RunBackup(os.path.join(run_dir, BACKUP), config.backup_steps or "epoch", write=is_chief(strategy),
+                       stopping=stopping)
     if not is_chief(strategy):
         return [validation, stopping, backup]
     return [
@@ -331,6 +369,20 @@ def build_vocabulary(config, data, run_dir, write=True):
         return tokenizer_lib.CaptionTokenizer(words).words  # as the chief's file reads back
     tokenizer_lib.save_vocabulary(tokenizer_lib.CaptionTokenizer(words), path)
     return tokenizer_lib.load_vocabulary(path)
+
+
+def build_models(config, vocabulary):
+    """`(captioner, model)`: the Captioner, and the model `fit()` trains (its region model with a feature cache).
+
+    Both are built under the precision policy: `compile()` reads the trained
+    model's policy to wrap the optimizer in a `LossScaleOptimizer` under float16.
+    """
+    with dtype_policy(config.precision) as policy:
+        captioner = build_captioner(config, vocabulary)
+        model = captioner.region_model() if config.feature_cache else captioner
+    if policy != "float32":
+        log(f"Mixed precision: {policy} (variables and logits in float32)")
+    return captioner, model
 
 
 def _training_datasets(config, data, captioner, strategy):
@@ -425,11 +477,7 @@ def train(config, run_dir, verbose="auto", extra_callbacks=(), distribute="none"
             f"{'chief' if chief else 'worker, writing nothing'}")
 
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
-        with dtype_policy(config.precision) as policy:
-            captioner = build_captioner(config, vocabulary)
-        if policy != "float32":
-            log(f"Mixed precision: {policy} (variables and logits in float32)")
-        model = captioner.region_model() if config.feature_cache else captioner
+        captioner, model = build_models(config, vocabulary)
         train_data, val_data, steps = _training_datasets(config, data, captioner, strategy)
         compile_model(model, config, steps)
 
@@ -464,9 +512,11 @@ def train(config, run_dir, verbose="auto", extra_callbacks=(), distribute="none"
     log("Captioning the test split (greedy) ...")
     scores, captions = score_split(final, data.test, config.eval_batch_size)
     predictions = [{"image_id": e.image_id, "caption": c} for e, c in zip(data.test.examples, captions)]
-    runs.write_json(os.path.join(run_dir, "predictions_test.json"), predictions)
+    runs.write_json(os.path.join(run_dir, f"predictions_{data.test.name}.json"), predictions)
     metrics = {
         "split": data.test.name,
+        # False when there is no test split: the val split chose the checkpoint and stopped training.
+        "held_out": data.test is not data.val,
         "images": len(data.test.examples),
         "decoding": "greedy",
         "scale": "0-1",
@@ -482,8 +532,12 @@ def train(config, run_dir, verbose="auto", extra_callbacks=(), distribute="none"
 
 
 def format_metrics(metrics):
-    lines = [f"Test metrics ({metrics['split']} split, {metrics['images']} images, {metrics['decoding']} "
-             f"decoding, scale {metrics['scale']}):"]
+    if metrics.get("held_out", True):
+        title = f"Test metrics ({metrics['split']} split"
+    else:
+        title = (f"Final metrics on the {metrics['split']} split, not a held-out test split: it also chose the "
+                 f"checkpoint and early stopping, so they are optimistic ({metrics['split']} split")
+    lines = [f"{title}, {metrics['images']} images, {metrics['decoding']} decoding, scale {metrics['scale']}):"]
     for n in range(1, 5):
         lines.append(f"  BLEU-{n} (nltk corpus_bleu)  {metrics[f'nltk_bleu_{n}']:.4f}")
     return "\n".join(lines)

@@ -8,6 +8,7 @@ import sys
 import time
 
 import keras
+import numpy as np
 import pytest
 
 from captioner import config as config_lib
@@ -114,3 +115,41 @@ def test_a_resumed_run_cuts_log_rows_back_to_the_backup(tmp_path):
     training.truncate_log(str(tmp_path), 0)
     assert path.read_text().splitlines() == ["epoch,loss"]
 
+
+
+def test_early_stopping_state_survives_a_resume(tmp_path):
+    """A resumed run stops at the epoch an uninterrupted one stops at: best and wait are backed up."""
+    scores = [0.5, 0.6, 0.55, 0.54, 0.53, 0.52, 0.51, 0.50]  # best at epoch 1; patience 2 stops after epoch 3
+
+    class Score(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            logs["val_score"] = scores[epoch]
+
+    class InterruptAt(keras.callbacks.Callback):
+        def __init__(self, epoch):
+            super().__init__()
+            self.epoch = epoch
+
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == self.epoch:
+                raise KeyboardInterrupt("interrupted")
+
+    def run(backup_dir, *extra):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+        model.compile(optimizer="adam", loss="mse")
+        stopping = keras.callbacks.EarlyStopping(monitor="val_score", mode="max", patience=2)
+        started = []
+        record = keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: started.append(epoch))
+        backup = training.RunBackup(str(backup_dir), "epoch", stopping=stopping)
+        x = np.ones((8, 2), np.float32)
+        model.fit(x, x[:, :1], epochs=len(scores), verbose=0,
+                  callbacks=[Score(), stopping, record, *extra, backup])
+        return started
+
+    assert run(tmp_path / "whole") == [0, 1, 2, 3]
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "cut", InterruptAt(3))
+    state = runs.read_json(str(tmp_path / "cut" / "state.json"))
+    assert state["epoch"] == 3 and state["early_stopping"] == {"best": 0.6, "wait": 1, "best_epoch": 1}
+    assert run(tmp_path / "cut") == [3]  # without the stopping state it would run epochs 3, 4 and 5

@@ -190,3 +190,29 @@ def test_evaluate_bad_inputs_exit_2(trained_run, tmp_path, capsys):
     assert evaluate.main([trained_run, "--data-root", str(tmp_path / "nowhere")]) == 2
     with pytest.raises(SystemExit):
         evaluate.main(["--results", str(results)])
+
+
+def test_evaluating_a_run_folder_never_writes_its_data(trained_run, tmp_path, monkeypatch, capsys):
+    """A run folder from elsewhere names a data root and Shapes sizes: evaluating must not generate them."""
+    run = tmp_path / "someone-elses-run"
+    shutil.copytree(trained_run, run)
+    config = json.loads((run / "config.json").read_text())
+    elsewhere = tmp_path / "elsewhere" / "shapes"
+    (run / "config.json").write_text(json.dumps({**config, "data_root": str(elsewhere),
+                                                 "shapes_splits": [10 ** 8, 1, 1]}))
+    assert evaluate.main([str(run), "--beam-size", "1", "--no-java"]) == 2
+    assert "The run's data is not at" in capsys.readouterr().err
+    assert not os.path.exists(tmp_path / "elsewhere")
+    # Its default Shapes place is not written either; the message names the command that would.
+    monkeypatch.setenv("CAPTIONER_DATA", str(tmp_path / "data-home"))
+    (run / "config.json").write_text(json.dumps({**config, "data_root": None}))
+    assert evaluate.main([str(run), "--beam-size", "1", "--no-java"]) == 2
+    assert "python -m captioner.data.shapes" in capsys.readouterr().err
+    assert not os.path.exists(tmp_path / "data-home")
+    assert sorted(os.listdir(run)) == sorted(os.listdir(trained_run))
+
+
+def test_a_negative_length_penalty_is_a_usage_error(trained_run):
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate.main([trained_run, "--alpha", "-0.5"])
+    assert exit_info.value.code == 2

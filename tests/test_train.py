@@ -180,3 +180,31 @@ def test_bad_training_input_fails_before_any_work(tmp_path, small_shapes):
     result = train("--preset", "tiny", "--data-root", str(empty), "--run-dir", str(tmp_path / "run"))
     assert result.returncode == 2 and "captions_val.json: the split has no captioned images" in result.stderr
     assert not os.path.exists(tmp_path / "run") and not os.path.exists(tmp_path / "data")
+
+
+def test_float16_training_from_the_feature_cache_scales_the_loss():
+    config = config_lib.preset("tiny", data_root="unused", train_encoder=False, feature_cache=True,
+                               precision="mixed_float16")
+    captioner, model = training.build_models(config, ["a", "red", "circle"])
+    training.compile_model(model, config, steps_per_epoch=10)
+    assert model is not captioner and model.dtype_policy.name == "mixed_float16"
+    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    # The image model gets the same treatment, as it did before.
+    training.compile_model(captioner, config, steps_per_epoch=10)
+    assert isinstance(captioner.optimizer, keras.optimizers.LossScaleOptimizer)
+
+
+def test_without_a_test_split_the_final_metrics_are_labelled_val(tmp_path, small_shapes, capsys):
+    root = tmp_path / "no-test"
+    shutil.copytree(small_shapes, root)
+    os.remove(root / "annotations" / "captions_test.json")
+    config = config_lib.preset("tiny", data_root=str(root), epochs=1, steps_per_epoch=3)
+    run_dir = str(tmp_path / "run")
+    metrics = training.train(config, run_dir, verbose=0)
+    assert metrics["split"] == "val" and metrics["held_out"] is False and metrics["images"] == 30
+    assert runs.read_json(os.path.join(run_dir, runs.METRICS))["split"] == "val"
+    assert os.path.exists(os.path.join(run_dir, "predictions_val.json"))
+    assert not os.path.exists(os.path.join(run_dir, "predictions_test.json"))
+    printed = training.format_metrics(metrics)
+    assert printed.startswith("Final metrics on the val split, not a held-out test split") and "Test" not in printed
+    assert "labelled val" in capsys.readouterr().err
