@@ -1,19 +1,40 @@
-"""Captioning a folder of images with a trained model, streaming results to a file."""
+"""Captioning a folder of images with a trained model, streaming results to a file.
 
+A results file is JSON Lines (`.jsonl`), CSV (`.csv`) or a COCO results list
+(`.json`). Each result is appended as soon as it is known (COCO results stream
+to `OUTPUT.partial.jsonl`, and the list is written at the end), so a run that
+is cut short loses at most the record it was writing: a torn last record is
+dropped when the same command runs again, and that image is captioned again.
+
+Beside the results, `OUTPUT.source.json` records what produced them: the
+model's weights fingerprint and the decoding settings. A rerun onto the same
+output skips the images already captioned, but only when it would produce
+the same captions; otherwise it refuses (or starts afresh with `overwrite`).
+At the end the file is compacted to one record per image: a success replaces
+an earlier failure of the same file.
+"""
+
+import contextlib
 import csv
+import hashlib
 import json
 import os
-import threading
+import re
 
 import keras
-import tensorflow as tf
+import numpy as np
 
 from captioner import files
 from captioner.data import images as images_lib
 from captioner.data.pipeline import normalize_image, resize_image
 
 FORMATS = {".jsonl": "jsonl", ".csv": "csv", ".json": "coco"}
-CSV_FIELDS = ("path", "caption", "score", "error")
+CSV_FIELDS = ("path", "image_id", "caption", "score", "error")
+PREVIEW_SIDE = 512  # attention figures draw the image at most this large: no need to keep more pixels
+
+
+class ResultsMismatchError(ValueError):
+    """An existing results file was made by another model or with other decoding settings."""
 
 
 def output_format(path):
@@ -23,147 +44,301 @@ def output_format(path):
     return FORMATS[extension]
 
 
-def done_paths(path, kind):
-    """Paths already captioned in an existing output (errors are tried again)."""
-    done = set()
-    if kind == "csv":
-        if os.path.exists(path):
-            with open(path, newline="") as handle:
-                done = {row["path"] for row in csv.DictReader(handle) if row.get("caption")}
-        return done
-    if kind == "coco" and os.path.exists(path):
-        with open(path) as handle:
-            done = {entry["file_name"] for entry in json.load(handle)}
-    stream = _stream_path(path, kind)
-    if os.path.exists(stream):
-        with open(stream) as handle:
-            for line in handle:
-                try:
-                    entry = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # a line cut short by a crash: caption that image again
-                if entry.get("caption"):
-                    done.add(entry["path"])
-    return done
+def model_fingerprint(model):
+    """A short hash of the model's weights: the same file of weights, the same fingerprint.
+
+    Values and shapes in order, not variable names: Keras numbers the names of
+    a model loaded twice in one process apart.
+    """
+    digest = hashlib.sha256()
+    for variable in model.weights:
+        value = np.ascontiguousarray(keras.ops.convert_to_numpy(variable))
+        digest.update(str(value.shape).encode())
+        digest.update(value.tobytes())
+    return digest.hexdigest()[:16]
+
+
+# ---------------------------------------------------------------- image ids
+
+
+_COCO_NAME = re.compile(r"(?:COCO_[A-Za-z]+\d*_)?(\d{1,15})")
+
+
+def numeric_id(path):
+    """The id a file name states (`000000000042.jpg`, `COCO_val2014_000000000042.jpg` -> 42), or None."""
+    match = _COCO_NAME.fullmatch(os.path.splitext(os.path.basename(path))[0])
+    return int(match.group(1)) if match else None
+
+
+def assign_image_ids(paths, known):
+    """Integer ids for `paths`, unique among themselves and the `known` ones (path -> id, kept as they are).
+
+    A file whose name is a number (as in MS COCO) gets that number unless another
+    file has it; every other file gets the next free id above all ids in use.
+    The mapping is written into the results (path and id of every record), and
+    the ids already there are read back first, so ids are stable across reruns.
+    """
+    ids = dict(known)
+    used = set(ids.values())
+    for path in paths:
+        number = numeric_id(path)
+        if path not in ids and number is not None and number not in used:
+            ids[path] = number
+            used.add(number)
+    following = max(used, default=0) + 1
+    for path in paths:
+        if path not in ids:
+            ids[path] = following
+            used.add(following)
+            following += 1
+    return ids
+
+
+# ---------------------------------------------------------------- the results file
 
 
 def _stream_path(path, kind):
-    # COCO results are one JSON list; lines stream to a side file and the list is written at the end.
+    # COCO results are one JSON list; records stream to a side file and the list is written at the end.
     return f"{path}.partial.jsonl" if kind == "coco" else path
 
 
-class ResultWriter:
-    """Appends each result as soon as it is known, flushed per batch."""
+def source_path(path):
+    return f"{path}.source.json"
 
-    def __init__(self, path, kind):
-        self.path, self.kind = path, kind
-        stream = _stream_path(path, kind)
-        if kind == "coco" and not os.path.exists(stream) and os.path.exists(path):
-            # Resuming a finished COCO output: carry its entries over as lines.
-            with open(path) as handle, open(stream, "w") as out:
-                for entry in json.load(handle):
-                    out.write(json.dumps({"path": entry["file_name"], "image_id": entry["image_id"],
-                                          "caption": entry["caption"]}) + "\n")
-        new = not os.path.exists(stream) or os.path.getsize(stream) == 0
-        self.handle = open(stream, "a", newline="")
-        self.lock = threading.Lock()  # unreadable files are reported from the reading thread
-        if kind == "csv":
+
+def drop_torn_tail(path):
+    """Cuts a file back to its last complete line: the record a killed process was writing goes."""
+    if not os.path.exists(path) or os.path.getsize(path) == 0:
+        return
+    with open(path, "rb+") as handle:
+        handle.seek(-1, os.SEEK_END)
+        if handle.read(1) == b"\n":
+            return
+        handle.seek(0)
+        data = handle.read()
+        handle.truncate(data.rfind(b"\n") + 1)
+
+
+def _read_records(path, kind):
+    """Records of a stream file (after `drop_torn_tail`); lines that do not parse are skipped."""
+    if not os.path.exists(path):
+        return []
+    if kind == "csv":
+        with open(path, newline="") as handle:
+            rows = [row for row in csv.DictReader(handle) if None not in row.values() and row.get("path")]
+        return [{**row, "image_id": int(row["image_id"]) if row.get("image_id", "").isdigit() else None}
+                for row in rows]
+    records = []
+    with open(path) as handle:
+        for line in handle:
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(record, dict) and isinstance(record.get("path"), str):
+                records.append(record)
+    return records
+
+
+def _compact(records):
+    """One record per path, in first-seen order: the last success, else the last failure."""
+    kept = {}
+    for record in records:
+        previous = kept.get(record["path"])
+        if previous is None or record.get("caption") or not previous.get("caption"):
+            kept[record["path"]] = record
+    return list(kept.values())
+
+
+class ResultsFile:
+    """A results file being extended: what it holds, appending records, and compacting at the end.
+
+    Args:
+        path: str, the output (.jsonl, .csv or .json).
+        source: dict, what produces the new records (see `describe_source`).
+        overwrite: bool, discard existing results instead of resuming them.
+    """
+
+    def __init__(self, path, source, overwrite=False):
+        self.path, self.kind = path, output_format(path)
+        self.stream = _stream_path(path, self.kind)
+        if overwrite:
+            for old in {path, self.stream, source_path(path)}:
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(old)
+        drop_torn_tail(self.stream)
+        records = _read_records(self.stream, self.kind)
+        if self.kind == "coco" and os.path.exists(path):
+            records = self._coco_records() + records
+        if records:
+            self._check_source(source)
+        self.records = _compact(records)
+        self.done = {r["path"] for r in self.records if r.get("caption")}
+        self.ids = {r["path"]: int(r["image_id"]) for r in self.records if r.get("image_id") is not None}
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with files.replacing(source_path(path)) as temporary, open(temporary, "w") as handle:
+            json.dump(source, handle, indent=2)
+        if self.kind == "coco" and os.path.exists(path) and not os.path.exists(self.stream):
+            # Resuming a finished COCO output: its entries are carried over as lines.
+            with files.replacing(self.stream) as temporary, open(temporary, "w") as out:
+                out.writelines(json.dumps(r) + "\n" for r in self._coco_records())
+        new = not os.path.exists(self.stream) or os.path.getsize(self.stream) == 0
+        self.handle = open(self.stream, "a", newline="")
+        if self.kind == "csv":
             self.csv = csv.DictWriter(self.handle, CSV_FIELDS)
             if new:
                 self.csv.writeheader()
 
-    def write(self, entry):
-        with self.lock:
-            if self.kind == "csv":
-                self.csv.writerow({k: entry.get(k, "") for k in CSV_FIELDS})
-            else:
-                self.handle.write(json.dumps(entry) + "\n")
+    def _coco_records(self):
+        try:
+            entries = json.load(open(self.path))
+            return [{"path": e["file_name"], "image_id": e["image_id"], "caption": e["caption"]} for e in entries]
+        except (json.JSONDecodeError, KeyError, TypeError) as error:
+            raise ResultsMismatchError(f"{self.path} is not a COCO results file of captioner.caption ({error}); "
+                                       "choose another output or --overwrite") from None
+
+    def _check_source(self, source):
+        recorded_path = source_path(self.path)
+        if not os.path.exists(recorded_path):
+            raise ResultsMismatchError(
+                f"{self.path} holds results without a record of what made them ({recorded_path} is missing), so "
+                "they cannot be resumed safely: choose another output, or --overwrite to start afresh")
+        with open(recorded_path) as handle:
+            recorded = json.load(handle)
+        differences = {k: (recorded.get(k), v) for k, v in source.items() if recorded.get(k) != v}
+        if differences:
+            listed = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in differences.items())
+            raise ResultsMismatchError(
+                f"{self.path} holds results made by another model or other settings ({listed}): choose another "
+                "output, or --overwrite to replace them")
+
+    def write(self, record):
+        if self.kind == "csv":
+            self.csv.writerow({k: record.get(k, "") for k in CSV_FIELDS})
+        else:
+            self.handle.write(json.dumps(record) + "\n")
 
     def flush(self):
         self.handle.flush()
 
     def close(self):
+        """Compacts the records to one per image and, for COCO, writes the results list."""
         self.handle.close()
+        records = _compact(_read_records(self.stream, self.kind))
         if self.kind == "coco":
-            stream = _stream_path(self.path, self.kind)
-            entries = []
-            with open(stream) as handle:
-                for line in handle:
-                    entry = json.loads(line)
-                    if entry.get("caption"):
-                        entries.append({"image_id": entry["image_id"], "caption": entry["caption"],
-                                        "file_name": entry["path"]})
+            entries = [{"image_id": r["image_id"], "caption": r["caption"], "file_name": r["path"]}
+                       for r in records if r.get("caption")]
             with files.replacing(self.path) as temporary, open(temporary, "w") as handle:
                 json.dump(entries, handle, indent=1)
-            os.remove(stream)
+            os.remove(self.stream)
+            return
+        with files.replacing(self.path) as temporary, open(temporary, "w", newline="") as handle:
+            if self.kind == "csv":
+                writer = csv.DictWriter(handle, CSV_FIELDS)
+                writer.writeheader()
+                writer.writerows({k: r.get(k, "") for k in CSV_FIELDS} for r in records)
+            else:
+                handle.writelines(json.dumps(r) + "\n" for r in records)
 
 
-def image_id_for(path, position):
-    """COCO results need integer ids: the digits of a COCO-style file name, else the position."""
-    digits = "".join(ch for ch in os.path.splitext(os.path.basename(path))[0].split("_")[-1] if ch.isdigit())
-    return int(digits) if digits else position
+def describe_source(model, beam_size, alpha, max_length):
+    """What determines a caption: the model's weights and the decoding settings."""
+    return {"model": model_fingerprint(model), "beam_size": beam_size, "alpha": alpha,
+            "max_length": max_length or model.decoder.max_length}
+
+
+# ---------------------------------------------------------------- attention figures
+
+
+def figure_path(attention_dir, folder, path):
+    """`attention_dir/<path relative to folder>.png`: the folder tree mirrored, the file's full name kept.
+
+    `x.jpg` and `x.png` give `x.jpg.png` and `x.png.png`; `a/b.jpg` and `a__b.jpg` stay apart.
+    """
+    return os.path.join(attention_dir, os.path.relpath(path, folder) + ".png")
+
+
+def check_attention_dir(attention_dir, folder, recursive):
+    """Refuses a figure folder where figures could replace or join the images being captioned."""
+    figures, images = os.path.realpath(attention_dir), os.path.realpath(folder)
+    inside = os.path.commonpath([figures, images]) == images
+    if figures == images or (inside and recursive):
+        raise ValueError(f"--attention-plots {attention_dir} is inside the image folder {folder}: figures could "
+                         "overwrite images or be captioned as images on the next run; choose a folder outside it")
+
+
+def _preview(pixels):
+    """The image at most `PREVIEW_SIDE` pixels on its long side, for a figure."""
+    from PIL import Image
+
+    height, width = pixels.shape[:2]
+    scale = PREVIEW_SIDE / max(height, width)
+    if scale >= 1:
+        return pixels
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return np.asarray(Image.fromarray(pixels).resize(size, Image.BILINEAR))
+
+
+# ---------------------------------------------------------------- captioning
 
 
 def caption_folder(model, folder, output, beam_size=3, batch_size=32, recursive=False, alpha=0.0,
-                   attention_dir=None, progress=True):
+                   attention_dir=None, progress=True, overwrite=False, max_length=None,
+                   memory_budget=images_lib.DEFAULT_MEMORY_BUDGET):
     """Captions every image under `folder` into `output` (.jsonl, .csv or .json), skipping done ones.
 
-    Returns `{"captioned", "failed", "skipped"}` counts. Memory stays flat: files
-    are found, read, captioned and written in a stream.
-    """
-    kind = output_format(output)
-    done = done_paths(output, kind)
-    paths = [p for p in images_lib.find_images(folder, recursive) if p not in done]
-    writer = ResultWriter(output, kind)
-    bar = keras.utils.Progbar(len(paths), unit_name="image") if progress else None
-    counts = {"captioned": 0, "failed": 0, "skipped": len(done)}
+    Memory is bounded by bytes, not by a count of images: files are decoded by
+    a few threads within `memory_budget` bytes of decoded pixels (one larger
+    image still goes, alone), each is resized to the model's input at once,
+    and only that (plus a small preview for a figure) waits for its batch.
 
-    def signature():
-        for position, (path, pixels, reason) in enumerate(images_lib.read_images(paths)):
+    Returns `{"captioned", "failed", "skipped"}` counts.
+    """
+    if attention_dir is not None:
+        check_attention_dir(attention_dir, folder, recursive)
+        from captioner import plots  # matplotlib only when figures are asked for
+    results = ResultsFile(output, describe_source(model, beam_size, alpha, max_length), overwrite)
+    paths = [p for p in images_lib.find_images(folder, recursive) if p not in results.done]
+    ids = assign_image_ids(paths, results.ids)
+    bar = keras.utils.Progbar(len(paths), unit_name="image") if progress else None
+    counts = {"captioned": 0, "failed": 0, "skipped": len(results.done)}
+    size, mode = model.image_size, model.normalization
+
+    def prepare(pixels):
+        image = normalize_image(resize_image(pixels, size), mode).numpy()
+        return image, (_preview(pixels) if attention_dir is not None else None)
+
+    def caption_batch(batch):
+        result = model.generate(np.stack([image for _, image, _ in batch]), beam_size=beam_size,
+                                max_length=max_length, alpha=alpha)
+        captions = [c.decode("utf-8") for c in result["captions"].numpy()]
+        scores = result["scores"].numpy()
+        for row, (path, _, preview) in enumerate(batch):
+            results.write({"path": path, "image_id": ids[path], "caption": captions[row],
+                           "score": round(float(scores[row]), 6)})
+            if attention_dir is not None:
+                plots.save_attention_figure(preview, captions[row], result["attention"][row].numpy(),
+                                            model.encoder.grid_shape, figure_path(attention_dir, folder, path))
+        counts["captioned"] += len(batch)
+        results.flush()
+        if bar:
+            bar.add(len(batch))
+
+    batch = []
+    try:
+        for path, prepared, reason in images_lib.read_images(paths, prepare=prepare, memory_budget=memory_budget):
             if reason:
-                writer.write({"path": path, "image_id": image_id_for(path, position), "caption": "",
-                              "error": reason})
+                results.write({"path": path, "image_id": ids[path], "caption": "", "error": reason})
                 counts["failed"] += 1
                 if bar:
                     bar.add(1)
                 continue
-            yield position, pixels
-
-    needs_pixels = attention_dir is not None
-    if needs_pixels:
-        from captioner import plots  # matplotlib only when figures are asked for
-
-    def preprocess(position, pixels):
-        image = normalize_image(resize_image(pixels, model.image_size), model.normalization)
-        kept = pixels if needs_pixels else pixels[:0, :0]  # original pixels only for the figures
-        return position, kept, tf.shape(pixels)[:2], image
-
-    dataset = tf.data.Dataset.from_generator(
-        signature, output_signature=(tf.TensorSpec([], tf.int64), tf.TensorSpec([None, None, 3], tf.uint8)))
-    dataset = dataset.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE).padded_batch(batch_size).prefetch(1)
-    try:
-        for positions, pixels, sizes, batch in dataset:
-            result = model.generate(batch, beam_size=beam_size, alpha=alpha)
-            captions = [c.decode("utf-8") for c in result["captions"].numpy()]
-            scores = result["scores"].numpy()
-            for row, position in enumerate(positions.numpy()):
-                path = paths[position]
-                writer.write({"path": path, "image_id": image_id_for(path, int(position)),
-                              "caption": captions[row], "score": round(float(scores[row]), 6)})
-                if attention_dir:
-                    height, width = sizes[row].numpy()
-                    plots.save_attention_figure(
-                        pixels[row, :height, :width].numpy(), captions[row], result["attention"][row].numpy(),
-                        model.encoder.grid_shape, os.path.join(attention_dir, _figure_name(folder, path)))
-            counts["captioned"] += len(captions)
-            writer.flush()
-            if bar:
-                bar.add(len(captions))
+            batch.append((path, *prepared))
+            if len(batch) == batch_size:
+                caption_batch(batch)
+                batch = []
+        if batch:
+            caption_batch(batch)
     finally:
-        writer.close()
+        results.close()
     return counts
-
-
-def _figure_name(folder, path):
-    relative = os.path.relpath(path, folder)
-    return os.path.splitext(relative.replace(os.sep, "__"))[0] + ".png"

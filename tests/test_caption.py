@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 import captioner
-from captioner import caption, captioning, evaluation
+from captioner import caption, captioning, coco_eval, evaluation
 from captioner.data import coco
 from captioner.data import images as images_lib
 
@@ -93,11 +93,12 @@ def test_caption_command_survives_awkward_files(trained_run, awkward_folder, tmp
             assert entry["caption"] and "error" not in entry, name
     assert f"{SHAPES_IMAGES + 8} captioned, 5 failed" in capsys.readouterr().out
 
-    # Running again onto the same output skips what was captioned and retries only the failures.
-    status = caption.main([trained_run, str(awkward_folder), "-o", str(output), "--quiet"])
+    # Running again onto the same output skips what was captioned and retries only the failures;
+    # the file keeps one record per image.
+    status = caption.main([trained_run, str(awkward_folder), "-o", str(output), "--batch-size", "64", "--quiet"])
     assert status == 1
     again = [json.loads(line) for line in output.read_text().splitlines()]
-    assert len(again) == len(entries) + len(UNREADABLE)
+    assert again == entries
     assert f"0 captioned, 5 failed, {SHAPES_IMAGES + 8} already" in capsys.readouterr().out
 
 
@@ -138,5 +139,157 @@ def test_bad_arguments_exit_2(trained_run, tmp_path):
         with pytest.raises(SystemExit) as exit_info:
             caption.main(argv)
         assert exit_info.value.code == 2
-    assert captioning.image_id_for("/x/COCO_val2014_000000000042.jpg", 7) == 42
-    assert captioning.image_id_for("/x/holiday.jpg", 7) == 7
+    assert captioning.numeric_id("/x/COCO_val2014_000000000042.jpg") == 42
+    assert captioning.numeric_id("/x/000000000042.png") == 42
+    assert captioning.numeric_id("/x/holiday.jpg") is None and captioning.numeric_id("/x/IMG_0001.jpg") is None
+    for argv in ([trained_run, str(tmp_path), "--alpha", "-1"],
+                 [trained_run, str(tmp_path), "--attention-plots", str(tmp_path)],
+                 [trained_run, str(tmp_path), "--recursive", "--attention-plots", str(tmp_path / "figures")]):
+        with pytest.raises(SystemExit) as exit_info:
+            caption.main(argv)
+        assert exit_info.value.code == 2
+
+
+def copy_images(source_root, folder, names, split="val"):
+    """Shapes images of `split` copied into `folder` under `names` (relative paths, any extension)."""
+    examples = coco.read_split(source_root, split).examples
+    for name, example in zip(names, examples):
+        target = folder / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        Image.open(example.path).convert("RGB").save(target)
+    return folder
+
+
+def records(path):
+    if str(path).endswith(".csv"):
+        return list(csv.DictReader(open(path, newline="")))
+    if str(path).endswith(".json"):
+        return json.load(open(path))
+    return [json.loads(line) for line in open(path)]
+
+
+@pytest.mark.parametrize("extension", ["jsonl", "csv", "json"])
+def test_a_torn_last_record_is_dropped_and_redone(trained_run, small_shapes, tmp_path, extension):
+    folder = copy_images(small_shapes, tmp_path / "photos", [f"{k:012d}.jpg" for k in range(1, 7)])
+    whole = tmp_path / "whole.jsonl"
+    assert caption.main([trained_run, str(folder), "-o", str(whole), "--beam-size", "1", "--quiet"]) == 0
+    complete = [json.loads(line) for line in whole.read_text().splitlines()]
+    output = tmp_path / f"out.{extension}"
+    # What a process killed while writing its sixth record leaves behind.
+    if extension == "csv":
+        rows = ["path,image_id,caption,score,error"] + [
+            f"{r['path']},{r['image_id']},{r['caption']},{r['score']}," for r in complete]
+        text = "\r\n".join(rows)
+    else:
+        text = "\n".join(json.dumps(r) for r in complete)
+    stream = tmp_path / ("out.json.partial.jsonl" if extension == "json" else f"out.{extension}")
+    stream.write_text(text[:-12], newline="")  # the sixth record cut short, no final newline
+    shutil.copy(f"{whole}.source.json", f"{output}.source.json")  # made by the same model and settings
+    assert caption.main([trained_run, str(folder), "-o", str(output), "--beam-size", "1", "--quiet"]) == 0
+    result = records(output)
+    assert len(result) == 6
+    key = "file_name" if extension == "json" else "path"
+    assert sorted(r[key] for r in result) == sorted(r["path"] for r in complete)
+    by_path = {r[key]: r["caption"] for r in result}
+    assert by_path == {r["path"]: r["caption"] for r in complete}  # the cut caption is whole again
+    assert not os.path.exists(tmp_path / "out.json.partial.jsonl")
+
+
+def test_image_ids_are_unique_and_stable_across_reruns(trained_run, small_shapes, tmp_path):
+    names = ["a.jpg", "p/IMG_0001.jpg", "q/IMG_0001.jpg", "000000000042.jpg", "sub/000000000042.jpg", "7.png"]
+    folder = copy_images(small_shapes, tmp_path / "photos", names)
+    output = tmp_path / "out.json"
+    assert caption.main([trained_run, str(folder), "-o", str(output), "--recursive", "--quiet"]) == 0
+    first = {r["file_name"]: r["image_id"] for r in records(output)}
+    assert len(first) == 6 and len(set(first.values())) == 6
+    assert first[str(folder / "000000000042.jpg")] == 42 and first[str(folder / "7.png")] == 7
+    # New files in a later run get ids of their own; the earlier ones keep theirs.
+    copy_images(small_shapes, folder, ["b.jpg", "c.jpg", "r/IMG_0001.jpg", "42.jpg"], split="test")
+    assert caption.main([trained_run, str(folder), "-o", str(output), "--recursive", "--quiet"]) == 0
+    second = {r["file_name"]: r["image_id"] for r in records(output)}
+    assert len(second) == 10 and len(set(second.values())) == 10
+    assert {path: second[path] for path in first} == first
+    # The project's own results checker accepts the file.
+    references = {i: ["a red circle"] for i in second.values()}
+    assert set(coco_eval.check_results(records(output), references, str(output))) == set(second.values())
+
+
+def test_attention_figures_never_collide_or_touch_the_images(trained_run, small_shapes, tmp_path):
+    names = ["x.jpg", "x.png", "a/b.jpg", "a__b.jpg"]
+    folder = copy_images(small_shapes, tmp_path / "photos", names)
+    figures = tmp_path / "figures"
+    assert caption.main([trained_run, str(folder), "-o", str(tmp_path / "out.jsonl"), "--recursive", "--quiet",
+                         "--attention-plots", str(figures)]) == 0
+    written = sorted(os.path.relpath(os.path.join(d, f), figures) for d, _, fs in os.walk(figures) for f in fs)
+    assert written == sorted(name + ".png" for name in names)
+    before = {name: (folder / name).read_bytes() for name in names}
+    again = [trained_run, str(folder), "-o", str(tmp_path / "again.jsonl"), "--quiet"]
+    for refused in (again + ["--attention-plots", str(folder)],  # the image folder itself
+                    again + ["--recursive", "--attention-plots", str(folder / "a")]):  # inside it, recursive
+        with pytest.raises(SystemExit) as exit_info:
+            caption.main(refused)
+        assert exit_info.value.code == 2
+    assert {name: (folder / name).read_bytes() for name in names} == before
+    assert sorted(os.listdir(folder)) == ["a", "a__b.jpg", "x.jpg", "x.png"]
+
+
+def test_results_of_another_model_or_setting_are_not_mixed(trained_run, small_shapes, tmp_path, capsys):
+    folder = copy_images(small_shapes, tmp_path / "photos", ["000000000001.jpg", "000000000002.jpg"])
+    (folder / "000000000003.jpg").write_bytes(b"not yet an image")
+    output = tmp_path / "out.csv"
+    assert caption.main([trained_run, str(folder), "-o", str(output), "--beam-size", "1", "--quiet"]) == 1
+    source = json.load(open(f"{output}.source.json"))
+    assert source["beam_size"] == 1 and len(source["model"]) == 16
+    assert caption.main([trained_run, str(folder), "-o", str(output), "--beam-size", "3", "--quiet"]) == 2
+    assert "another model or other settings (beam_size 1 -> 3)" in capsys.readouterr().err
+    # The failed file is mended: the rerun replaces its failure instead of adding a row beside it.
+    copy_images(small_shapes, tmp_path / "fixed", ["000000000003.jpg"], split="test")
+    shutil.copy(tmp_path / "fixed" / "000000000003.jpg", folder / "000000000003.jpg")
+    assert caption.main([trained_run, str(folder), "-o", str(output), "--beam-size", "1", "--quiet"]) == 0
+    rows = records(output)
+    assert len(rows) == 3 and all(r["caption"] and not r["error"] for r in rows)
+    # Another model (other weights) is refused too; --overwrite starts afresh.
+    model = captioner.load(trained_run)
+    model.decoder.logits.bias.assign(model.decoder.logits.bias.numpy() + 1.0)
+    with pytest.raises(captioning.ResultsMismatchError, match="model"):
+        captioning.caption_folder(model, str(folder), str(output), beam_size=1, progress=False)
+    counts = captioning.caption_folder(model, str(folder), str(output), beam_size=1, progress=False, overwrite=True)
+    assert counts == {"captioned": 3, "failed": 0, "skipped": 0} and len(records(output)) == 3
+    # A file without a record of what made it is not resumed blindly.
+    os.remove(f"{output}.source.json")
+    with pytest.raises(captioning.ResultsMismatchError, match="without a record"):
+        captioning.caption_folder(model, str(folder), str(output), beam_size=1, progress=False)
+
+
+def test_decoded_pixels_in_flight_stay_within_the_memory_budget(tmp_path):
+    """Readers reserve each image's decoded size before decoding: the bytes held never exceed the budget."""
+    for k, side in enumerate([400, 300, 500, 200, 450, 350, 250, 480, 320, 380]):
+        Image.new("RGB", (side, side), (k * 20, 0, 0)).save(tmp_path / f"{k}.png")
+    Image.new("RGB", (900, 900)).save(tmp_path / "big.png")  # larger than the whole budget: goes alone
+    budget = 3 * 400 * 400 * images_lib.BYTES_PER_PIXEL
+    peaks = []
+    original = images_lib.MemoryBudget.reserve
+
+    def tracked(self, size):
+        context = original(self, size)
+
+        class Tracking:
+            def __enter__(inner):
+                context.__enter__()
+                peaks.append(self.held)
+
+            def __exit__(inner, *exc):
+                return context.__exit__(*exc)
+
+        return Tracking()
+
+    paths = sorted(str(p) for p in tmp_path.iterdir())
+    images_lib.MemoryBudget.reserve = tracked
+    try:
+        results = list(images_lib.read_images(paths, workers=4, prepare=lambda pixels: pixels.shape,
+                                              memory_budget=budget))
+    finally:
+        images_lib.MemoryBudget.reserve = original
+    assert [r[0] for r in results] == paths and all(r[2] is None for r in results)
+    assert results[-1][1] == (900, 900, 3)  # prepare's result stands in for the pixels
+    assert len(peaks) == len(paths) and max(peaks) <= budget

@@ -7,8 +7,11 @@ exported model. Files that need more than that (EXIF rotation, CMYK,
 cannot be used is reported with its reason; it never stops the run.
 """
 
+import collections
+import contextlib
 import io
 import os
+import threading
 import warnings
 from concurrent import futures
 
@@ -42,8 +45,50 @@ def _needs_pillow(image):
     return image.format not in ("JPEG", "PNG", "GIF", "BMP") or image.mode not in ("RGB", "L") or orientation != 1
 
 
-def read_image(path):
-    """Returns `(pixels [H, W, 3] uint8, None)` or `(None, reason)`."""
+BYTES_PER_PIXEL = 24  # decoded bytes a pixel costs while it is read and resized (uint8 copies, float32 resize)
+DEFAULT_MEMORY_BUDGET = 1 << 30  # bytes of decoded pixels in flight while captioning a folder
+
+
+class MemoryBudget:
+    """Bytes that threads reserve before decoding and give back after: memory bounded by size, not by count.
+
+    A reservation larger than the whole budget waits until nothing else is
+    held, then goes alone, so one huge image is never refused for its size
+    (`MAX_PIXELS` does that) and never shares memory with others.
+
+    Args:
+        capacity: int, bytes.
+    """
+
+    def __init__(self, capacity):
+        self.capacity = capacity
+        self.held = 0
+        self.condition = threading.Condition()
+
+    @contextlib.contextmanager
+    def reserve(self, size):
+        size = min(size, self.capacity)
+        with self.condition:
+            self.condition.wait_for(lambda: self.held + size <= self.capacity)
+            self.held += size
+        try:
+            yield
+        finally:
+            with self.condition:
+                self.held -= size
+                self.condition.notify_all()
+
+
+def read_image(path, budget=None, prepare=None):
+    """Returns `(pixels [H, W, 3] uint8, None)` or `(None, reason)`.
+
+    Args:
+        path: str, the file.
+        budget: `MemoryBudget` or None: the decoded size is reserved from it
+            (known from the header, before decoding) until `prepare` is done.
+        prepare: function of the pixels, or None: its result is returned in
+            their place, and the full-size pixels are let go inside the reservation.
+    """
     try:
         with open(path, "rb") as handle:
             data = handle.read()
@@ -57,25 +102,14 @@ def read_image(path):
             width, height = image.size
             if width * height > MAX_PIXELS:
                 return None, f"image too large ({width} x {height} pixels, limit {MAX_PIXELS})"
-            if _needs_pillow(image):
-                image.seek(0)
-                image = ImageOps.exif_transpose(image)
-                if image.mode in ("RGBA", "LA", "P", "PA") or "transparency" in image.info:
-                    # Transparent areas become white, as most viewers show them.
-                    rgba = image.convert("RGBA")
-                    white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-                    image = Image.alpha_composite(white, rgba)
-                if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-                    array = np.asarray(image, dtype=np.float64)
-                    image = Image.fromarray(np.clip(array / 257.0, 0, 255).astype(np.uint8))
-                buffer = io.BytesIO()
-                image.convert("RGB").save(buffer, format="PNG")
-                data = buffer.getvalue()
-            else:
-                image.verify()  # catches truncated and corrupt files before TF sees them
-        return decode_image(tf.constant(data)).numpy(), None
+            reservation = budget.reserve(width * height * BYTES_PER_PIXEL) if budget else contextlib.nullcontext()
+            with reservation:
+                pixels = _decode(image, data)
+                return (prepare(pixels) if prepare else pixels), None
     except PermissionError:
         return None, "permission denied"
+    except Image.UnidentifiedImageError:
+        return None, "unreadable image: not a known image format, or its header is corrupt"
     except Image.DecompressionBombError as error:
         return None, f"image too large ({error})"
     except (OSError, SyntaxError, ValueError, tf.errors.OpError) as error:
@@ -83,14 +117,44 @@ def read_image(path):
         return None, f"unreadable image: {message.splitlines()[0][:200]}"
 
 
-def read_images(paths, workers=4, lookahead=64):
-    """`(path, pixels, reason)` for `paths` in order, read by a few threads with bounded lookahead."""
+def _decode(image, data):
+    """Pixels of an opened Pillow `image` whose encoded bytes are `data`, upright, RGB."""
+    if _needs_pillow(image):
+        image.seek(0)
+        image = ImageOps.exif_transpose(image)
+        if image.mode in ("RGBA", "LA", "P", "PA") or "transparency" in image.info:
+            # Transparent areas become white, as most viewers show them.
+            rgba = image.convert("RGBA")
+            white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+            image = Image.alpha_composite(white, rgba)
+        if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+            array = np.asarray(image, dtype=np.float64)
+            image = Image.fromarray(np.clip(array / 257.0, 0, 255).astype(np.uint8))
+        buffer = io.BytesIO()
+        image.convert("RGB").save(buffer, format="PNG")
+        data = buffer.getvalue()
+    else:
+        # Catches truncated and corrupt files before TF sees them. A fresh open: `verify` must come
+        # straight after opening, and reading the EXIF of a PNG has already moved past its header.
+        with Image.open(io.BytesIO(data)) as fresh:
+            fresh.verify()
+    return decode_image(tf.constant(data)).numpy()
+
+
+def read_images(paths, workers=4, lookahead=64, prepare=None, memory_budget=None):
+    """`(path, pixels or prepare(pixels), reason)` for `paths` in order, read by a few threads.
+
+    At most `lookahead` files are queued ahead of the consumer; with a
+    `memory_budget` (bytes), decoding threads also wait for decoded bytes to
+    be free, so full-size pixels in flight stay within it (see `MemoryBudget`).
+    """
+    budget = MemoryBudget(memory_budget) if memory_budget else None
     with futures.ThreadPoolExecutor(workers) as pool:
-        pending = []
+        pending = collections.deque()
         for path in paths:
-            pending.append((path, pool.submit(read_image, path)))
+            pending.append((path, pool.submit(read_image, path, budget, prepare)))
             if len(pending) >= lookahead:
-                path_, job = pending.pop(0)
+                path_, job = pending.popleft()
                 yield (path_, *job.result())
         for path_, job in pending:
             yield (path_, *job.result())
