@@ -1,4 +1,4 @@
-"""The Shapes generator against its spec (`shared/specs/shapes-dataset.md`).
+"""The Shapes generator against its format (v1, described in `data/README.md`).
 
 The expected captions are re-derived here from the spec's text, from the
 instance annotations alone, not from the generator's own template code.

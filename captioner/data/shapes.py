@@ -1,4 +1,4 @@
-"""Shapes: the built-in captioning dataset (spec v1, `shared/specs/shapes-dataset.md`).
+"""Shapes: the built-in captioning dataset (format v1, described in `data/README.md`).
 
 Scenes of one to three coloured shapes on a noisy grey canvas, five template
 captions per image, written in the MS COCO file layout so that the same readers
