@@ -1,20 +1,49 @@
 """Caption metrics. Every score is on the 0-1 scale, and its name says how it was computed."""
 
 import collections
-import re
-import string
+import functools
 import warnings
 
 import numpy as np
+import tensorflow as tf
 
 from nltk.translate.bleu_score import corpus_bleu
 
-_PUNCTUATION = re.compile(f"[{re.escape(string.punctuation)}]")
+
+@functools.cache
+def _split_words():
+    """The tokenizer's `split_words` as one compiled graph, for any number of captions."""
+    from captioner.data import tokenizer
+
+    return tf.function(tokenizer.split_words, input_signature=[tf.TensorSpec([None], tf.string)])
+
+
+def words_of(texts):
+    """The words of each text, as the caption tokenizer splits them (one TensorFlow call for all).
+
+    See `captioner.data.tokenizer.standardize`: lower case, PTB-style tokens
+    ("a man 's t-shirt"), punctuation-only tokens dropped.
+
+    Args:
+        texts: list of str.
+
+    Returns:
+        list of lists of str.
+    """
+    texts = list(texts)
+    if not texts:
+        return []
+    return [[w.decode("utf-8") for w in ws] for ws in _split_words()(tf.constant(texts, tf.string)).to_list()]
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _words(text):
+    return tuple(words_of([text])[0])
 
 
 def words(text):
-    """Lower case, punctuation removed, split on white space (as the tokenizer does)."""
-    return _PUNCTUATION.sub("", text.lower()).split()
+    """The words of one text, as the caption tokenizer splits them; for many texts, `words_of` is faster."""
+    return list(_words(text))
 
 
 def nltk_corpus_bleu(references, hypotheses):
@@ -22,8 +51,9 @@ def nltk_corpus_bleu(references, hypotheses):
 
     N-gram counts are pooled over the whole corpus, each hypothesis clipped
     against all of its references; the brevity penalty uses the closest
-    reference length. This is not the COCO caption evaluation's BLEU (which
-    tokenises with the PTB tokenizer), and is labelled as nltk's.
+    reference length. Words are the caption tokenizer's (`words_of`), which
+    follow the PTB tokenizer of the COCO caption evaluation closely but are not
+    it, and the score is labelled as nltk's.
 
     Args:
         references: list of lists of str, the reference captions of each image.
@@ -36,8 +66,9 @@ def nltk_corpus_bleu(references, hypotheses):
         raise ValueError(f"{len(references)} reference sets but {len(hypotheses)} hypotheses")
     if not hypotheses:
         raise ValueError("BLEU needs at least one hypothesis")
-    refs = [[words(r) for r in group] for group in references]
-    hyps = [words(h) for h in hypotheses]
+    tokenized = iter(words_of([r for group in references for r in group] + list(hypotheses)))
+    refs = [[next(tokenized) for _ in group] for group in references]
+    hyps = list(tokenized)
     scores = {}
     with warnings.catch_warnings():
         # nltk warns when a higher-order precision is 0; the score is then 0, as defined.
