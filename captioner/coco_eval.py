@@ -13,7 +13,6 @@ in 0..1; CIDEr-D is unbounded, where papers' "CIDEr 100" is 1.0 here).
 
 import contextlib
 import io
-import re
 import shutil
 import sys
 
@@ -24,9 +23,6 @@ METRICS = ("coco_bleu_1", "coco_bleu_2", "coco_bleu_3", "coco_bleu_4", "coco_met
            "coco_cider_d")
 LABELS = {"coco_bleu_1": "BLEU-1", "coco_bleu_2": "BLEU-2", "coco_bleu_3": "BLEU-3", "coco_bleu_4": "BLEU-4",
           "coco_meteor": "METEOR", "coco_rouge_l": "ROUGE-L", "coco_cider_d": "CIDEr-D"}
-# The punctuation tokens pycocoevalcap drops after PTB tokenisation.
-_PTB_PUNCTUATION = {"''", "'", "``", "`", "-lrb-", "-rrb-", "-lcb-", "-rcb-", ".", "?", "!", ",", ":", "-", "--",
-                    "...", ";"}
 
 
 def java_available():
@@ -34,13 +30,19 @@ def java_available():
 
 
 def _python_tokenize(captions_for_image):
-    """A stand-in for the PTB tokenizer when Java is missing: lower case, punctuation split off and dropped."""
-    tokenized = {}
-    for image_id, entries in captions_for_image.items():
-        tokenized[image_id] = []
-        for entry in entries:
-            tokens = re.findall(r"[\w]+(?:'[\w]+)?|[^\w\s]", entry["caption"].lower())
-            tokenized[image_id].append(" ".join(t for t in tokens if t not in _PTB_PUNCTUATION))
+    """A stand-in for the PTB tokenizer when Java is missing: the caption tokenizer's PTB-like words.
+
+    `captioner.data.tokenizer.standardize` reproduces PTB's tokens and drops
+    punctuation as pycocoevalcap does (see its docstring for the rare forms
+    where the two differ), so the scores stay close to the official ones.
+    """
+    from captioner.metrics import words_of
+
+    keys = [(image_id, k) for image_id, entries in captions_for_image.items() for k in range(len(entries))]
+    words = words_of([captions_for_image[i][k]["caption"] for i, k in keys])
+    tokenized = {image_id: [] for image_id in captions_for_image}
+    for (image_id, _), tokens in zip(keys, words):
+        tokenized[image_id].append(" ".join(tokens))
     return tokenized
 
 
