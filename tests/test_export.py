@@ -6,7 +6,9 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from captioner import caption, export
 from captioner.data import coco
@@ -43,6 +45,54 @@ def test_saved_model_captions_equal_the_caption_command(trained_run, small_shape
                             check=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
                             cwd=str(tmp_path))  # not the repository: `captioner` must not be importable by path
     assert json.loads(served.stdout.strip().splitlines()[-1]) == [expected[p] for p in paths]
+
+
+SERVE_EACH = """
+import json, sys
+import tensorflow as tf
+serve = tf.saved_model.load(sys.argv[1]).signatures["serving_default"]
+results = {}
+for path in json.loads(sys.argv[2]):
+    try:
+        results[path] = serve(images=tf.constant([open(path, "rb").read()]))["captions"].numpy()[0].decode()
+    except tf.errors.InvalidArgumentError as error:
+        results[path] = "error: " + error.message
+assert "captioner" not in sys.modules
+print(json.dumps(results))
+"""
+
+
+def test_saved_model_reads_photos_as_the_caption_command(trained_run, small_shapes, tmp_path):
+    """EXIF-rotated JPEGs, transparency and greyscale caption alike; an image over the pixel limit is refused."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    pictures = [Image.open(e.path).convert("RGB") for e in coco.read_split(small_shapes, "test").examples[:8]]
+    for orientation, stored, picture in ((3, Image.Transpose.ROTATE_180, pictures[0]),
+                                         (6, Image.Transpose.ROTATE_90, pictures[1]),
+                                         (8, Image.Transpose.ROTATE_270, pictures[2])):
+        exif = Image.Exif()
+        exif[0x0112] = orientation  # stored turned; EXIF says how to turn it back
+        picture.transpose(stored).save(folder / f"rotated{orientation}.jpg", quality=90, exif=exif)
+    rows, columns = np.mgrid[0:64, 0:64]
+    alpha = np.where(columns < 16, 0, np.where(rows < 32, 255, 128)).astype(np.uint8)
+    Image.fromarray(np.dstack([np.asarray(pictures[3]), alpha])).save(folder / "transparent.png")
+    pictures[4].convert("L").save(folder / "grey.jpg", quality=90)
+    pictures[5].save(folder / "plain.jpg", quality=90)
+    output = tmp_path / "captions.jsonl"
+    assert caption.main([trained_run, str(folder), "-o", str(output), "--beam-size", "3", "--quiet"]) == 0
+    expected = {json.loads(line)["path"]: json.loads(line)["caption"] for line in output.read_text().splitlines()}
+    assert len(expected) == 6 and all(expected.values())
+
+    huge = str(tmp_path / "huge.png")
+    Image.new("1", (12000, 12000)).save(huge)  # a few kilobytes, 144 million pixels
+    saved = str(tmp_path / "saved")
+    assert export.main([trained_run, saved, "--beam-size", "3"]) == 0
+    served = subprocess.run([sys.executable, "-c", SERVE_EACH, saved, json.dumps(sorted(expected) + [huge])],
+                            capture_output=True, text=True, check=True,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, cwd=str(tmp_path))
+    results = json.loads(served.stdout.strip().splitlines()[-1])
+    assert "too large" in results.pop(huge)
+    assert results == expected
 
 
 def test_export_refuses_bad_arguments(trained_run, tmp_path):
