@@ -47,12 +47,19 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def export(model, out_dir, beam_size=3, max_length=None, alpha=0.0):
-    """Writes `model` with an image-bytes-to-captions serving signature to `out_dir`."""
+    """Writes `model` with an image-bytes-to-captions serving signature to `out_dir`.
+
+    Settings the model cannot decode with (a Transformer's `max_length` past
+    its trained one, a negative `alpha`) raise ValueError before anything is written.
+    """
     import keras
     import tensorflow as tf
 
     from captioner.data.photo_ops import decode_photo
     from captioner.data.pipeline import normalize_image, resize_image
+    from captioner.models.captioner import check_decoding
+
+    check_decoding(model.decoder, model.decoder.max_length if max_length is None else max_length, alpha)
 
     size, mode = model.image_size, model.normalization
 
@@ -78,7 +85,7 @@ def main(argv=None):
     parser.add_argument("out_dir", help="folder to write the SavedModel to (must not exist)")
     parser.add_argument("--beam-size", type=int, default=3)
     parser.add_argument("--max-length", type=int, default=None, help="most words (default: the model's)")
-    parser.add_argument("--alpha", type=float, default=0.0, help="length penalty exponent")
+    parser.add_argument("--alpha", type=float, default=0.0, help="length penalty exponent (>= 0)")
     args = parser.parse_args(argv)
     if args.beam_size < 1:
         parser.error("--beam-size must be at least 1")
@@ -89,7 +96,10 @@ def main(argv=None):
 
     import captioner
 
-    export(captioner.load(args.run_dir), args.out_dir, args.beam_size, args.max_length, args.alpha)
+    try:
+        export(captioner.load(args.run_dir), args.out_dir, args.beam_size, args.max_length, args.alpha)
+    except ValueError as error:  # decoding settings this model cannot honour
+        parser.error(str(error))
     print(f"SavedModel written to {args.out_dir} (signature serving_default: images [B] bytes -> captions, scores)")
     return 0
 

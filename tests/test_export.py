@@ -95,9 +95,30 @@ def test_saved_model_reads_photos_as_the_caption_command(trained_run, small_shap
     assert results == expected
 
 
-def test_export_refuses_bad_arguments(trained_run, tmp_path):
+def test_export_refuses_bad_arguments(trained_run, tmp_path, capsys):
     for argv in ([trained_run, str(tmp_path)], [str(tmp_path / "none"), str(tmp_path / "out")],
-                 [trained_run, str(tmp_path / "out"), "--beam-size", "0"]):
+                 [trained_run, str(tmp_path / "out"), "--beam-size", "0"],
+                 [trained_run, str(tmp_path / "out"), "--alpha", "-0.5"]):
         with pytest.raises(SystemExit) as exit_info:
             export.main(argv)
         assert exit_info.value.code == 2
+    assert not os.path.exists(tmp_path / "out")
+
+
+def test_export_refuses_a_transformer_max_length_past_its_training(tmp_path, capsys):
+    import keras
+
+    from captioner import config as config_lib
+    from captioner import runs
+    from captioner.models.captioner import build_captioner
+
+    config = config_lib.preset("tiny", decoder="transformer", image_size=32, max_length=6)
+    keras.utils.set_random_seed(0)
+    run_dir = tmp_path / "transformer-run"
+    run_dir.mkdir()
+    runs.save_model(build_captioner(config, ["a", "red", "circle"]), str(run_dir / runs.MODEL))
+    with pytest.raises(SystemExit) as exit_info:
+        export.main([str(run_dir), str(tmp_path / "out"), "--max-length", "7"])
+    assert exit_info.value.code == 2 and "at most 6 words" in capsys.readouterr().err
+    assert not os.path.exists(tmp_path / "out")
+    assert export.main([str(run_dir), str(tmp_path / "out"), "--max-length", "6", "--beam-size", "2"]) == 0
