@@ -29,10 +29,10 @@ def find_images(folder, recursive=False):
     """Image files under `folder` by extension, in sorted order, lazily (directories named like images skipped)."""
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"{folder} is not a folder")
-    for current, directories, files in os.walk(folder):
+    for current, directories, files in os.walk(os.path.normpath(folder)):
         directories.sort()
         for name in sorted(files):
-            path = os.path.join(current, name)
+            path = os.path.join(current, name)  # `./photos/` and `photos` give the same paths, for resuming
             if name.lower().endswith(EXTENSIONS) and os.path.isfile(path):
                 yield path
         if not recursive:
