@@ -61,11 +61,14 @@ def main(argv=None):
     try:
         check_decoding(model.decoder, model.decoder.max_length if args.max_length is None else args.max_length,
                        args.alpha)
+    except ValueError as error:
+        parser.error(str(error))
+    try:
         counts = captioning.caption_folder(
             model, args.folder, args.output, args.beam_size, args.batch_size, args.recursive, args.alpha,
             args.attention_plots, progress=not args.quiet, overwrite=args.overwrite, max_length=args.max_length,
             memory_budget=args.memory_budget_mb << 20)
-    except ValueError as error:
+    except (captioning.ResultsMismatchError, captioning.ResultsInUseError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"{counts['captioned']} captioned, {counts['failed']} failed, {counts['skipped']} already in "

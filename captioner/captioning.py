@@ -106,17 +106,27 @@ def source_path(path):
     return f"{path}.source.json"
 
 
-def drop_torn_tail(path):
-    """Cuts a file back to its last complete line: the record a killed process was writing goes."""
+def drop_torn_tail(path, terminator=b"\n"):
+    """Cuts a file back to its last complete record: the one a killed process was writing goes.
+
+    Records end with `terminator`: a newline for JSON Lines, `\\r\\n` for CSV,
+    whose quoted fields (a file name with a newline in it) may hold a bare newline.
+    """
     if not os.path.exists(path) or os.path.getsize(path) == 0:
         return
     with open(path, "rb+") as handle:
-        handle.seek(-1, os.SEEK_END)
-        if handle.read(1) == b"\n":
+        handle.seek(-len(terminator), os.SEEK_END)
+        if handle.read(len(terminator)) == terminator:
             return
         handle.seek(0)
         data = handle.read()
-        handle.truncate(data.rfind(b"\n") + 1)
+        end = data.rfind(terminator)
+        handle.truncate(end + len(terminator) if end >= 0 else 0)
+
+
+def _open_text(path, mode):
+    # File names that are not valid UTF-8 reach us as surrogate escapes (os.fsdecode); CSV keeps their bytes.
+    return open(path, mode, newline="", encoding="utf-8", errors="surrogateescape")
 
 
 def _read_records(path, kind):
@@ -124,7 +134,7 @@ def _read_records(path, kind):
     if not os.path.exists(path):
         return []
     if kind == "csv":
-        with open(path, newline="") as handle:
+        with _open_text(path, "r") as handle:
             rows = [row for row in csv.DictReader(handle) if None not in row.values() and row.get("path")]
         return [{**row, "image_id": int(row["image_id"]) if row.get("image_id", "").isdigit() else None}
                 for row in rows]
@@ -150,8 +160,18 @@ def _compact(records):
     return list(kept.values())
 
 
+class ResultsInUseError(ValueError):
+    """Another process is writing the same results file."""
+
+
 class ResultsFile:
     """A results file being extended: what it holds, appending records, and compacting at the end.
+
+    One process at a time: `OUTPUT.lock` is locked (`flock`) for the whole run,
+    and a second run onto the same output is refused rather than interleaved.
+    An existing output is only resumed when `OUTPUT.source.json` says it was
+    made the same way; anything else there (another model's results, a file
+    this program did not write) is refused before it is touched.
 
     Args:
         path: str, the output (.jsonl, .csv or .json).
@@ -162,28 +182,49 @@ class ResultsFile:
     def __init__(self, path, source, overwrite=False):
         self.path, self.kind = path, output_format(path)
         self.stream = _stream_path(path, self.kind)
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        self._lock()
+        try:
+            self._open(source, overwrite)
+        except BaseException:
+            self.lock.close()
+            raise
+
+    def _lock(self):
+        self.lock = open(f"{self.path}.lock", "a")
+        try:
+            import fcntl
+
+            fcntl.flock(self.lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except ImportError:  # no flock (Windows): one run at a time is then the user's to keep
+            pass
+        except OSError:
+            self.lock.close()
+            raise ResultsInUseError(f"another process is writing {self.path} (it holds {self.path}.lock); wait for "
+                                    "it to finish, or choose another output") from None
+
+    def _open(self, source, overwrite):
         if overwrite:
-            for old in {path, self.stream, source_path(path)}:
+            for old in {self.path, self.stream, source_path(self.path)}:
                 with contextlib.suppress(FileNotFoundError):
                     os.remove(old)
-        drop_torn_tail(self.stream)
+        if any(os.path.exists(p) and os.path.getsize(p) > 0 for p in {self.path, self.stream}):
+            self._check_source(source)  # before anything is cut or rewritten
+        drop_torn_tail(self.stream, b"\r\n" if self.kind == "csv" else b"\n")
         records = _read_records(self.stream, self.kind)
-        if self.kind == "coco" and os.path.exists(path):
+        if self.kind == "coco" and os.path.exists(self.path):
             records = self._coco_records() + records
-        if records:
-            self._check_source(source)
         self.records = _compact(records)
         self.done = {r["path"] for r in self.records if r.get("caption")}
         self.ids = {r["path"]: int(r["image_id"]) for r in self.records if r.get("image_id") is not None}
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        with files.replacing(source_path(path)) as temporary, open(temporary, "w") as handle:
+        with files.replacing(source_path(self.path)) as temporary, open(temporary, "w") as handle:
             json.dump(source, handle, indent=2)
-        if self.kind == "coco" and os.path.exists(path) and not os.path.exists(self.stream):
+        if self.kind == "coco" and os.path.exists(self.path) and not os.path.exists(self.stream):
             # Resuming a finished COCO output: its entries are carried over as lines.
             with files.replacing(self.stream) as temporary, open(temporary, "w") as out:
                 out.writelines(json.dumps(r) + "\n" for r in self._coco_records())
         new = not os.path.exists(self.stream) or os.path.getsize(self.stream) == 0
-        self.handle = open(self.stream, "a", newline="")
+        self.handle = _open_text(self.stream, "a")
         if self.kind == "csv":
             self.csv = csv.DictWriter(self.handle, CSV_FIELDS)
             if new:
@@ -222,9 +263,14 @@ class ResultsFile:
         self.handle.flush()
 
     def close(self):
-        """Compacts the records to one per image and, for COCO, writes the results list."""
-        self.handle.close()
-        records = _compact(_read_records(self.stream, self.kind))
+        """Compacts the records to one per image and, for COCO, writes the results list; then unlocks."""
+        try:
+            self.handle.close()
+            self._publish(_compact(_read_records(self.stream, self.kind)))
+        finally:
+            self.lock.close()
+
+    def _publish(self, records):
         if self.kind == "coco":
             entries = [{"image_id": r["image_id"], "caption": r["caption"], "file_name": r["path"]}
                        for r in records if r.get("caption")]
@@ -232,7 +278,7 @@ class ResultsFile:
                 json.dump(entries, handle, indent=1)
             os.remove(self.stream)
             return
-        with files.replacing(self.path) as temporary, open(temporary, "w", newline="") as handle:
+        with files.replacing(self.path) as temporary, _open_text(temporary, "w") as handle:
             if self.kind == "csv":
                 writer = csv.DictWriter(handle, CSV_FIELDS)
                 writer.writeheader()
@@ -253,17 +299,28 @@ def describe_source(model, beam_size, alpha, max_length):
 def figure_path(attention_dir, folder, path):
     """`attention_dir/<path relative to folder>.png`: the folder tree mirrored, the file's full name kept.
 
-    `x.jpg` and `x.png` give `x.jpg.png` and `x.png.png`; `a/b.jpg` and `a__b.jpg` stay apart.
+    `x.jpg` and `x.png` give `x.jpg.png` and `x.png.png`; `a/b.jpg` and `a__b.jpg` stay apart. A name
+    too long for the file system once `.png` is added keeps its first 200 bytes and a hash of the rest.
     """
-    return os.path.join(attention_dir, os.path.relpath(path, folder) + ".png")
+    relative = os.path.relpath(path, folder)
+    head, name = os.path.split(relative)
+    if len(os.fsencode(name)) > 250:
+        digest = hashlib.sha1(os.fsencode(name)).hexdigest()[:12]
+        name = os.fsencode(name)[:200].decode("utf-8", "ignore") + f"-{digest}"
+    return os.path.join(attention_dir, head, name + ".png")
 
 
 def check_attention_dir(attention_dir, folder, recursive):
-    """Refuses a figure folder where figures could replace or join the images being captioned."""
+    """Refuses a figure folder where figures could replace or join the images being captioned.
+
+    Figures mirror the image folder's tree, so the two may not overlap: the
+    same folder, the image folder inside the figure folder, or (with
+    `recursive`) the figure folder inside the image folder.
+    """
     figures, images = os.path.realpath(attention_dir), os.path.realpath(folder)
-    inside = os.path.commonpath([figures, images]) == images
-    if figures == images or (inside and recursive):
-        raise ValueError(f"--attention-plots {attention_dir} is inside the image folder {folder}: figures could "
+    common = os.path.commonpath([figures, images])
+    if common == figures or (common == images and recursive):
+        raise ValueError(f"--attention-plots {attention_dir} overlaps the image folder {folder}: figures could "
                          "overwrite images or be captioned as images on the next run; choose a folder outside it")
 
 

@@ -293,3 +293,62 @@ def test_decoded_pixels_in_flight_stay_within_the_memory_budget(tmp_path):
     assert [r[0] for r in results] == paths and all(r[2] is None for r in results)
     assert results[-1][1] == (900, 900, 3)  # prepare's result stands in for the pixels
     assert len(peaks) == len(paths) and max(peaks) <= budget
+
+
+def test_a_second_run_on_the_same_output_is_refused_while_the_first_writes(trained_run, small_shapes, tmp_path):
+    folder = copy_images(small_shapes, tmp_path / "photos", ["000000000001.jpg"])
+    output = str(tmp_path / "out.json")
+    model = captioner.load(trained_run)
+    source = captioning.describe_source(model, 1, 0.0, None)
+    first = captioning.ResultsFile(output, source)
+    with pytest.raises(captioning.ResultsInUseError, match="another process is writing"):
+        captioning.caption_folder(model, str(folder), output, beam_size=1, progress=False)
+    first.write({"path": "x.jpg", "image_id": 5, "caption": "a red circle"})
+    first.close()
+    assert json.load(open(output)) == [{"image_id": 5, "caption": "a red circle", "file_name": "x.jpg"}]
+    # Once the first is done, the next run goes ahead and keeps what the first wrote.
+    counts = captioning.caption_folder(model, str(folder), output, beam_size=1, progress=False)
+    assert counts["captioned"] == 1 and len(json.load(open(output))) == 2
+
+
+def test_a_file_this_program_did_not_write_is_refused_untouched(trained_run, small_shapes, tmp_path, capsys):
+    folder = copy_images(small_shapes, tmp_path / "photos", ["000000000001.jpg"])
+    for name, text in (("mine.jsonl", '{"id": 1, "note": "keep me"}\n{"id": 2, "note": "no newline"}'),
+                       ("mine.csv", "name,score\nholiday.jpg,3\n"), ("mine.json", '{"not": "a list"}')):
+        path = tmp_path / name
+        path.write_text(text)
+        assert caption.main([trained_run, str(folder), "-o", str(path), "--quiet"]) == 2
+        assert "without a record of what made them" in capsys.readouterr().err
+        assert path.read_text() == text
+
+
+def test_awkward_file_names_survive_csv_output_and_a_torn_record(trained_run, small_shapes, tmp_path):
+    names = ["new\nline, with comma.jpg", 'quote ".jpg', os.fsdecode(b"bad\xffutf.jpg"), "plain.jpg"]
+    folder = copy_images(small_shapes, tmp_path / "photos", names)
+    output = tmp_path / "out.csv"
+    assert caption.main([trained_run, str(folder), "-o", str(output), "--beam-size", "1", "--quiet"]) == 0
+    complete = output.read_bytes()
+    rows = list(csv.DictReader(open(output, newline="", errors="surrogateescape")))
+    assert sorted(os.path.basename(r["path"]) for r in rows) == sorted(names)
+    # Cut inside the quoted file name with a newline in it: that record is torn, the ones before stand.
+    cut = complete.index(b"new\n") + 4
+    output.write_bytes(complete[:cut])
+    assert caption.main([trained_run, str(folder), "-o", str(output), "--beam-size", "1", "--quiet"]) == 0
+    again = list(csv.DictReader(open(output, newline="", errors="surrogateescape")))
+    assert sorted(os.path.basename(r["path"]) for r in again) == sorted(names)
+    assert {r["path"]: r["caption"] for r in again} == {r["path"]: r["caption"] for r in rows}
+
+
+def test_figures_of_long_names_and_a_figure_folder_around_the_images(trained_run, small_shapes, tmp_path):
+    long_name = "x" * 250 + ".jpg"
+    folder = copy_images(small_shapes, tmp_path / "photos", [long_name])
+    figures = tmp_path / "figures"
+    assert caption.main([trained_run, str(folder), "-o", str(tmp_path / "out.jsonl"), "--quiet",
+                         "--attention-plots", str(figures)]) == 0
+    (written,) = os.listdir(figures)
+    assert written.startswith("x" * 200) and written.endswith(".png") and len(written) <= 255
+    # The image folder inside the figure folder: figures of its subfolders would land among its images.
+    with pytest.raises(SystemExit) as exit_info:
+        caption.main([trained_run, str(folder), "-o", str(tmp_path / "again.jsonl"), "--quiet", "--recursive",
+                      "--attention-plots", str(tmp_path)])
+    assert exit_info.value.code == 2
