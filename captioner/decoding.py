@@ -74,16 +74,21 @@ def greedy_search(next_fn, memory, state, batch_size, max_length, start_id, end_
         return (step < max_length) & ~tf.reduce_all(finished)
 
     def body(step, tokens, state, output, attention, scores, finished):
-        logits, state, weights = next_fn(tokens, state, memory)
+        logits, new_state, weights = next_fn(tokens, state, memory)
         tokens, output, attention, scores, finished = update(
             step, logits, weights, output, attention, scores, finished)
-        return step + 1, tokens, state, output, attention, scores, finished
+        return step + 1, tokens, _same_shapes(new_state, state), output, attention, scores, finished
 
     _, _, _, output, attention, scores, finished = tf.while_loop(
         cond, body, (tf.constant(1), tokens, state, output, attention, scores, finished),
         maximum_iterations=max_length - 1)
     lengths = tf.reduce_sum(tf.cast((output != 0) & (output != end_id), tf.int32), axis=-1)
     return {"tokens": output, "scores": scores, "lengths": lengths, "attention": attention}
+
+
+def _same_shapes(new, old):
+    """`new` with the static shapes of `old`: gathers lose a static batch size the loop started with."""
+    return tf.nest.map_structure(lambda n, o: tf.ensure_shape(n, o.shape), new, old)
 
 
 def length_penalty(length, alpha):
@@ -196,9 +201,10 @@ def beam_search(next_fn, memory, state, batch_size, beam_size, max_length, start
         return (step < L) & ~done
 
     def body(step, tokens, state, loop):
-        logits, state, weights = next_fn(tokens, state, memory)
-        state, loop = advance(step, logits, weights, state, loop)
-        return step + 1, tf.reshape(loop[0][:, :, step], [-1]), state, loop
+        logits, new_state, weights = next_fn(tokens, state, memory)
+        new_state, new_loop = advance(step, logits, weights, new_state, loop)
+        new_state, new_loop = _same_shapes(new_state, state), _same_shapes(new_loop, loop)
+        return step + 1, tf.reshape(new_loop[0][:, :, step], [-1]), new_state, new_loop
 
     tokens = tf.reshape(loop[0][:, :, 0], [-1])
     _, _, _, loop = tf.while_loop(cond, body, (tf.constant(1), tokens, state, loop), maximum_iterations=L - 1)

@@ -190,3 +190,12 @@ def test_a_negative_length_penalty_is_refused():
         model.generate(batch()["images"], beam_size=2, alpha=-0.5)
     with pytest.raises(ValueError, match="alpha must be 0 or more"):
         decoding.beam_search(lambda t, s, m: (None, s, None), {}, {}, 1, 2, 3, tk.START_ID, tk.END_ID, alpha=-1.0)
+
+
+@pytest.mark.parametrize("decoder", ["lstm", "transformer"])
+def test_a_batch_of_one_image_decodes(decoder):
+    model = tiny(decoder)
+    image = batch(batch_size=1)["images"]
+    for beam_size in (1, 3):  # traced first on a batch of one, then used on three
+        assert model.generate(image, beam_size=beam_size)["captions"].shape == (1,)
+        assert model.generate(batch()["images"], beam_size=beam_size)["captions"].shape == (3,)
