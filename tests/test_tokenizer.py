@@ -31,6 +31,8 @@ EXPECTED = [
     ("Her mom\u2019s purse costs $5 -- a 10% sale", ["her", "mom", "'s", "purse", "costs", "$", "5", "a", "10", "%",
                                                       "sale"]),
     ("a <unk> dog", ["a", "<unk>", "dog"]),
+    ("a dog on a\u00a0couch\u3000by\u2028the\u2009door\tnow", ["a", "dog", "on", "a", "couch", "by", "the", "door",
+                                                           "now"]),
 ]
 
 
@@ -129,3 +131,16 @@ def test_shapes_captions_split_exactly_as_before():
     captions = shapes_captions()
     assert len(captions) > 5000
     assert as_lists(tk.split_words(tf.constant(captions))) == [_old_rule(c) for c in captions]
+
+
+def test_unicode_spaces_never_break_words_or_metrics():
+    references = [["a dog on a\u00a0couch", "a dog\u3000on a couch"]]
+    assert metrics.words("a dog on a\u00a0couch") == ["a", "dog", "on", "a", "couch"]
+    assert metrics.nltk_corpus_bleu(references, ["a dog on a couch"])["nltk_bleu_4"] == pytest.approx(1.0)
+
+
+def test_special_tokens_written_in_a_caption_are_unknown_words():
+    tokenizer = tk.CaptionTokenizer(["a", "dog", "pad"])
+    ids = tokenizer.tokenize(tf.constant(["a <pad> dog <end> <start> <unk> pad"])).to_list()[0]
+    dog, pad = tokenizer.words.index("dog"), tokenizer.words.index("pad")
+    assert ids == [4, tk.UNK_ID, dog, tk.UNK_ID, tk.UNK_ID, tk.UNK_ID, pad]

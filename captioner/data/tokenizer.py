@@ -35,6 +35,9 @@ _JOINERS = "\\-.,:'"  # kept between two letters or digits (, and : between digi
 _CLITICS = "n't|'(?:s|re|ve|ll|d|m)"  # split off a word as tokens of their own, as PTB does
 _ABBREVIATIONS = "mr|mrs|ms|dr|st|jr|sr|vs|etc|ave|mt|rd|ft|blvd|inc|co|ltd|corp|dept|prof|gen|capt|sgt|lt|col|gov|rev"
 _RULES = (
+    # Every kind of space is a space: the word splitter below cuts at ASCII white space only, and would
+    # cut a no-break or ideographic space through its UTF-8 bytes.
+    (r"[\pZ\s\x{85}\x{2028}\x{2029}]+", " "),
     # Typographic apostrophes are apostrophes.
     ("[\u2018\u2019]", "'"),
     # Symbols, which PTB keeps, become tokens of their own; `<unk>`-like tags stay whole, as in PTB. Quotes,
@@ -128,9 +131,11 @@ class CaptionTokenizer(keras.layers.Layer):
         super().__init__(**kwargs)
         words = [w for w in vocabulary if w not in SPECIAL_TOKENS]
         self.words = list(SPECIAL_TOKENS) + words
+        # Only real words are keys: a caption that says "<pad>", "<start>" or "<end>" gets the unknown
+        # word there, never a special id in the middle of a sequence.
         self._table = tf.lookup.StaticHashTable(
             tf.lookup.KeyValueTensorInitializer(
-                tf.constant(self.words), tf.range(len(self.words), dtype=tf.int32)),
+                tf.constant(words, tf.string), tf.range(len(SPECIAL_TOKENS), len(self.words), dtype=tf.int32)),
             default_value=UNK_ID)
         self._word_tensor = tf.constant(self.words)
         self.built = True
