@@ -19,6 +19,7 @@ from captioner import runs
 from captioner.data import coco, features, shapes
 from captioner.data import tokenizer as tokenizer_lib
 from captioner.data.pipeline import caption_dataset, region_caption_dataset
+from captioner.models import encoders
 from captioner.models.captioner import build_captioner
 
 
@@ -202,6 +203,12 @@ class RunBackup(keras.callbacks.BackupAndRestore):
         """The last committed backup's state (dict), or None."""
         path = os.path.join(backup_dir, cls.STATE)
         return runs.read_json(path) if os.path.exists(path) else None
+
+    @classmethod
+    def stopped_early(cls, state, patience):
+        """Whether the backed-up early-stopping state had already stopped training (killed before `done`)."""
+        stopping = state.get("early_stopping")
+        return bool(stopping) and state["epoch"] > 1 and stopping["wait"] >= patience
 
     def on_train_begin(self, logs=None):
         state = self.read_state(self.backup_dir)
@@ -461,6 +468,9 @@ def train(config, run_dir, verbose="auto", extra_callbacks=(), distribute="none"
         strategy = make_strategy(distribute)
     chief = is_chief(strategy)
     resuming = check_run_dir(run_dir, config)  # before any work: data generation or reading can take minutes
+    # Pretrained weights too: a failed download must not leave a run folder that the suggested
+    # `--encoder-weights none` would then refuse as "another config".
+    encoders.check_weights(config.encoder, config.image_size, config.encoder_weights)
     keras.utils.set_random_seed(config.seed)
     data = load_data(config)
     if resuming:
@@ -487,7 +497,7 @@ def train(config, run_dir, verbose="auto", extra_callbacks=(), distribute="none"
         truncate_log(run_dir, state["epoch"])
     all_callbacks = callbacks(config, run_dir, data, captioner, strategy)
     train_started = time.time()
-    if state is not None and state.get("done"):
+    if state is not None and (state.get("done") or RunBackup.stopped_early(state, config.patience)):
         log("Training had finished before the interruption; saving and testing")
         model.load_weights(os.path.join(backup_dir, state["weights"]))
     else:

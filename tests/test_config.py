@@ -78,3 +78,5 @@ def test_a_failed_weights_download_ends_in_a_clear_error(tmp_path, small_shapes,
     assert "Could not download the ImageNet weights of MobileNetV3Small" in error
     assert "--encoder-weights none" in error and "--encoder-weights FILE" in error
     assert "Traceback" not in error
+    # Nothing was written, so the suggested `--encoder-weights none` can use the same run folder.
+    assert not (tmp_path / "run").exists()

@@ -148,8 +148,12 @@ def test_early_stopping_state_survives_a_resume(tmp_path):
         return started
 
     assert run(tmp_path / "whole") == [0, 1, 2, 3]
+    # A process killed after the stopping epoch's backup, before training was marked done, is done.
+    stopped = runs.read_json(str(tmp_path / "whole" / "state.json"))
+    assert stopped["epoch"] == 4 and training.RunBackup.stopped_early(stopped, patience=2)
     with pytest.raises(KeyboardInterrupt):
         run(tmp_path / "cut", InterruptAt(3))
     state = runs.read_json(str(tmp_path / "cut" / "state.json"))
     assert state["epoch"] == 3 and state["early_stopping"] == {"best": 0.6, "wait": 1, "best_epoch": 1}
+    assert not training.RunBackup.stopped_early(state, patience=2)
     assert run(tmp_path / "cut") == [3]  # without the stopping state it would run epochs 3, 4 and 5

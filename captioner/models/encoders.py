@@ -73,8 +73,19 @@ def build_backbone(backbone, image_size, weights=None):
         raise EncoderWeightsError(
             f"Could not download the ImageNet weights of {backbone} ({_first_line(error)}). Without internet, "
             f"pass --encoder-weights none (random initialisation) or --encoder-weights FILE, a {backbone} "
-            "weights file without its top (keras.applications' *_notop.h5, or the .weights.h5 of a saved "
-            "backbone), or put that file in ~/.keras/models/") from None
+            "weights file without its top (the no-top .h5 file keras.applications downloads, or the .weights.h5 "
+            "of a saved backbone), or put the downloaded file in Keras' cache folder, models/ under $KERAS_HOME "
+            "(default ~/.keras)") from None
+
+
+def check_weights(backbone, image_size, weights):
+    """Fails now, before a run writes anything, if `weights` cannot be had (EncoderWeightsError).
+
+    "imagenet" is fetched into Keras' cache by building the backbone once;
+    a file must exist. The backbone built here is thrown away.
+    """
+    if weights is not None and backbone != "small_cnn":
+        build_backbone(backbone, image_size, weights)
 
 
 def _is_download_failure(error):
