@@ -102,13 +102,14 @@ def large_section(args, workdir):
                "decoded_mib_per_photo": round(width * height * 3 / 2 ** 20, 1)}
     codes = {"this_code": None, **({"compared_code": os.path.abspath(args.compare_code)} if args.compare_code else {})}
     for name, pythonpath in codes.items():
-        for figures in (False, True):
+        for figures in (False, True) if name == "this_code" or args.compare_figures else (False,):
             extra = ["--attention-plots", os.path.join(workdir, f"figures-{name}")] if figures else []
             out = os.path.join(workdir, f"large-{name}-{figures}.jsonl")
             seconds, peak, status = run(CAPTION, os.path.abspath(args.run), folder, out, *extra,
                                         pythonpath=pythonpath)
             key = f"{name}{'_with_attention_plots' if figures else ''}"
             results[key] = {"peak_rss_mib": round(peak, 1), "seconds": round(seconds, 1), "exit_status": int(status)}
+            print(key, results[key], file=sys.stderr, flush=True)
     return results
 
 
@@ -146,6 +147,8 @@ def main():
     parser.add_argument("--large-images", type=int, default=40)
     parser.add_argument("--megapixels", type=float, default=24)
     parser.add_argument("--compare-code", help="another checkout of the repository to run the large section on")
+    parser.add_argument("--compare-figures", action="store_true",
+                        help="also run the other checkout with attention figures (slow where it plots full-size images)")
     args = parser.parse_args()
 
     workdir = tempfile.mkdtemp(prefix="caption-bench-")
