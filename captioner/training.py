@@ -468,11 +468,11 @@ def train(config, run_dir, verbose="auto", extra_callbacks=(), distribute="none"
         strategy = make_strategy(distribute)
     chief = is_chief(strategy)
     resuming = check_run_dir(run_dir, config)  # before any work: data generation or reading can take minutes
-    # Pretrained weights too: a failed download must not leave a run folder that the suggested
-    # `--encoder-weights none` would then refuse as "another config".
-    encoders.check_weights(config.encoder, config.image_size, config.encoder_weights)
     keras.utils.set_random_seed(config.seed)
     data = load_data(config)
+    # Pretrained weights before the run folder is written: a failed download must not leave a folder
+    # that the suggested `--encoder-weights none` would then refuse as "another config".
+    encoders.check_weights(config.encoder, config.image_size, config.encoder_weights)
     if resuming:
         log(f"Resuming the unfinished run in {run_dir}")
     elif chief:  # written once the data is known to be usable
