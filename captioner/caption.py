@@ -26,8 +26,10 @@ def main(argv=None):
     parser.add_argument("run_dir", help="a run folder of python -m captioner.train")
     parser.add_argument("folder", help="folder of images")
     parser.add_argument("-o", "--output", default="captions.jsonl", help=".jsonl, .csv or .json (COCO results)")
-    parser.add_argument("--beam-size", type=int, default=3)
-    parser.add_argument("--alpha", type=float, default=0.0, help="length penalty exponent for beam search (>= 0)")
+    parser.add_argument("--beam-size", type=int, default=None,
+                        help="beam size (default: the model's recorded decoding, chosen on validation data)")
+    parser.add_argument("--alpha", type=float, default=None,
+                        help="length penalty exponent for beam search, >= 0 (default: the model's recorded one)")
     parser.add_argument("--max-length", type=int, default=None, help="most words a caption (default: the model's)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--recursive", action="store_true", help="also caption images in subfolders")
@@ -38,7 +40,7 @@ def main(argv=None):
                         help="decoded pixels in flight at once, in MiB (one larger image still goes, alone)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
-    if args.beam_size < 1 or args.batch_size < 1 or args.memory_budget_mb < 1:
+    if (args.beam_size is not None and args.beam_size < 1) or args.batch_size < 1 or args.memory_budget_mb < 1:
         parser.error("--beam-size, --batch-size and --memory-budget-mb must be at least 1")
     if not os.path.isdir(args.folder):
         parser.error(f"{args.folder} is not a folder")
@@ -47,7 +49,7 @@ def main(argv=None):
 
     import captioner
     from captioner import captioning
-    from captioner.models.captioner import check_decoding
+    from captioner.models.captioner import check_decoding, describe_decoding
 
     try:
         captioning.output_format(args.output)
@@ -57,13 +59,16 @@ def main(argv=None):
         parser.error(str(error))
     model = captioner.load(args.run_dir)
     try:
+        beam_size, alpha = model.decoding_settings(args.beam_size, args.alpha)
         check_decoding(model.decoder, model.decoder.max_length if args.max_length is None else args.max_length,
-                       args.alpha)
+                       alpha)
     except ValueError as error:
         parser.error(str(error))
+    source = "as given" if args.beam_size is not None or args.alpha is not None else "the model's recorded default"
+    print(f"Decoding: {describe_decoding(beam_size, alpha)} ({source})", file=sys.stderr)
     try:
         counts = captioning.caption_folder(
-            model, args.folder, args.output, args.beam_size, args.batch_size, args.recursive, args.alpha,
+            model, args.folder, args.output, beam_size, args.batch_size, args.recursive, alpha,
             args.attention_plots, progress=not args.quiet, overwrite=args.overwrite, max_length=args.max_length,
             memory_budget=args.memory_budget_mb << 20)
     except (captioning.ResultsMismatchError, captioning.ResultsInUseError) as error:

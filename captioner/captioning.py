@@ -339,7 +339,7 @@ def _preview(pixels):
 # ---------------------------------------------------------------- captioning
 
 
-def caption_folder(model, folder, output, beam_size=3, batch_size=32, recursive=False, alpha=0.0,
+def caption_folder(model, folder, output, beam_size=None, batch_size=32, recursive=False, alpha=None,
                    attention_dir=None, progress=True, overwrite=False, max_length=None,
                    memory_budget=images_lib.DEFAULT_MEMORY_BUDGET):
     """Captions every image under `folder` into `output` (.jsonl, .csv or .json), skipping done ones.
@@ -349,8 +349,11 @@ def caption_folder(model, folder, output, beam_size=3, batch_size=32, recursive=
     image still goes, alone), each is resized to the model's input at once,
     and only that (plus a small preview for a figure) waits for its batch.
 
+    `beam_size` and `alpha` default to the model's recorded decoding.
+
     Returns `{"captioned", "failed", "skipped"}` counts.
     """
+    beam_size, alpha = model.decoding_settings(beam_size, alpha)
     if attention_dir is not None:
         check_attention_dir(attention_dir, folder, recursive)
         from captioner import plots  # matplotlib only when figures are asked for

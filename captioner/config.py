@@ -60,6 +60,8 @@ class Config:
         backup_steps: int, back the training state up every this many steps (and at each epoch end);
             0 backs up at epoch ends only.
         eval_batch_size: int, images per step when generating captions.
+        search_images: int, validation images on which the decoding default (beam size, length
+            penalty) is chosen by CIDEr-D at the end of training; 0 keeps greedy decoding.
     """
 
     preset: str = "shapes"
@@ -101,6 +103,7 @@ class Config:
     feature_cache_dir: typing.Optional[str] = None
     backup_steps: int = 100
     eval_batch_size: int = 100
+    search_images: int = 500
 
     def to_json(self):
         return dataclasses.asdict(self)
@@ -138,6 +141,8 @@ class Config:
         if self.encoder_weights not in (None, "imagenet") and not self.encoder_weights.endswith(".h5"):
             raise ValueError(f"encoder_weights must be 'imagenet', none, or the path of a .h5 weights file, got "
                              f"{self.encoder_weights!r}")
+        if self.search_images < 0:
+            raise ValueError(f"search_images must be 0 (keep greedy) or more, got {self.search_images}")
         if self.backup_steps < 0:
             raise ValueError(f"backup_steps must be 0 (epoch ends only) or more, got {self.backup_steps}")
         if self.feature_cache and self.train_encoder:
@@ -228,6 +233,10 @@ def add_arguments(parser):
             parser.add_argument(flag, type=int, nargs=len(typing.get_args(kind)), **common)
         else:
             parser.add_argument(flag, type=_parse_optional(kind) if optional else kind, **common)
+
+
+def field_names():
+    return [f.name for f in dataclasses.fields(Config) if f.name != "preset"]
 
 
 def _parse_optional(kind):

@@ -1,12 +1,15 @@
 """Evaluate captions with the COCO caption metrics.
 
-    python -m captioner.evaluate RUN_DIR [--split test] [--data-root ROOT] [--beam-size 3] [--batch-size 64]
+    python -m captioner.evaluate RUN_DIR [--split test] [--data-root ROOT] [--beam-size 3 --alpha 0.6] [--batch-size 64]
     python -m captioner.evaluate --results RESULTS.json --annotations captions_val2014.json
 
 The first captions a split with a trained model (by default the data it was
 trained on; `--data-root` takes any COCO-format root) and writes, into
 `RUN_DIR/eval-<split>-<decoding>/` (or `--output-dir`), `predictions.json` in
-the COCO results format, `per_image.json` and `metrics.json`. The second
+the COCO results format, `per_image.json` and `metrics.json`. Decoding is the
+model's recorded default (chosen on validation data when it was trained) unless
+`--beam-size` / `--alpha` say otherwise. Beside the metrics it reports how
+generic the captions are, for this decoding and for greedy decoding. The second
 scores a results file made by any system against a COCO captions file.
 """
 
@@ -24,8 +27,10 @@ def main(argv=None):
     parser.add_argument("--split", default="test", help="split to caption")
     parser.add_argument("--data-root", help="COCO-format root to evaluate on (default: the run's own data)")
     parser.add_argument("--karpathy-json", help="Karpathy split file (with an MS COCO --data-root)")
-    parser.add_argument("--beam-size", type=int, default=3)
-    parser.add_argument("--alpha", type=float, default=0.0, help="length penalty exponent for beam search (>= 0)")
+    parser.add_argument("--beam-size", type=int, default=None,
+                        help="beam size (default: the model's recorded decoding, chosen on validation data)")
+    parser.add_argument("--alpha", type=float, default=None,
+                        help="length penalty exponent for beam search, >= 0 (default: the model's recorded one)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--results", help="score this COCO results file instead of running a model")
     parser.add_argument("--annotations", help="COCO captions file that --results is scored against")
@@ -36,9 +41,9 @@ def main(argv=None):
         parser.error("--results and --annotations go together")
     if bool(args.run_dir) == bool(args.results):
         parser.error("give either RUN_DIR or --results with --annotations")
-    if args.beam_size < 1 or args.batch_size < 1:
+    if (args.beam_size is not None and args.beam_size < 1) or args.batch_size < 1:
         parser.error("--beam-size and --batch-size must be at least 1")
-    if args.alpha < 0:
+    if args.alpha is not None and args.alpha < 0:
         parser.error("--alpha must be 0 or more")
 
     from captioner import evaluation, runs
@@ -86,6 +91,7 @@ def evaluate_run(args, use_java):
     import captioner
     from captioner import evaluation, runs, training
     from captioner.data import coco
+    from captioner.models.captioner import describe_decoding
 
     config = runs.load_config(args.run_dir)
     # Evaluating writes nothing outside the output folder: the run's data must exist (a run folder
@@ -94,15 +100,40 @@ def evaluate_run(args, use_java):
     karpathy = args.karpathy_json or (config.karpathy_json if not args.data_root else None)
     split = coco.read_split(root, args.split, karpathy, config.skip_missing_images)
     model = captioner.load(args.run_dir)
-    metrics, outputs, per_image = evaluation.evaluate_model(model, split, root, args.batch_size, args.beam_size,
-                                                            args.alpha, use_java)
+    beam_size, alpha = model.decoding_settings(args.beam_size, args.alpha)
+    source = "as given" if args.beam_size is not None or args.alpha is not None else "the model's recorded default"
+    print(f"Decoding: {describe_decoding(beam_size, alpha)} ({source})", file=sys.stderr)
+    metrics, outputs, per_image = evaluation.evaluate_model(model, split, root, args.batch_size, beam_size, alpha,
+                                                            use_java)
     metrics["data_root"] = root
-    decoding = "greedy" if args.beam_size == 1 else f"beam{args.beam_size}"
+    metrics["decoding_source"] = source
+    training_captions = _training_captions(config, args)
+    label = metrics["decoding"]
+    metrics["genericness"] = {label: evaluation.genericness_of(outputs, training_captions)}
+    if beam_size > 1:
+        greedy = evaluation.caption_examples(model, split.examples, args.batch_size, 1, 0.0, progress=False)
+        metrics["genericness"]["greedy"] = evaluation.genericness_of(greedy, training_captions)
+    decoding = "greedy" if beam_size == 1 else f"beam{beam_size}" + (f"-alpha{alpha:g}" if alpha else "")
     output_dir = args.output_dir or os.path.join(args.run_dir, f"eval-{args.split}-{decoding}")
     captions = {o["image_id"]: o["caption"] for o in outputs}
     for image_id, scores in per_image.items():
         scores["caption"] = captions[image_id]
     return metrics, per_image, evaluation.to_json_outputs(outputs), output_dir
+
+
+def _training_captions(config, args):
+    """The run's training references (for the copied-caption share), or None where its data is not here."""
+    from captioner import training
+    from captioner.data import coco
+
+    try:
+        root = training.existing_data_root(config)
+        return [c for e in coco.read_split(root, "train", config.karpathy_json,
+                                           config.skip_missing_images).examples for c in e.captions]
+    except (coco.DatasetError, FileNotFoundError) as error:
+        print(f"The run's training captions are not readable ({error}); the copied-caption share is left out",
+              file=sys.stderr)
+        return None
 
 
 if __name__ == "__main__":

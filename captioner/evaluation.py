@@ -10,8 +10,10 @@ from captioner.data import coco
 from captioner.data.pipeline import image_dataset
 
 
-def caption_examples(model, examples, batch_size, beam_size=1, alpha=0.0, with_attention=False, progress=True):
+def caption_examples(model, examples, batch_size, beam_size=None, alpha=None, with_attention=False, progress=True):
     """Captions of `examples` in order, decoded in batches in graph.
+
+    `beam_size` and `alpha` default to the model's recorded decoding (`Captioner.default_decoding`).
 
     Returns a list of dicts with `image_id`, `caption`, `score` and, with
     `with_attention`, `attention [L, P]` (one row per emitted word).
@@ -79,8 +81,12 @@ def shapes_figures(outputs, root, split_name, grid_shape):
     return figures
 
 
-def evaluate_model(model, split, root, batch_size=64, beam_size=1, alpha=0.0, use_java=None, progress=True):
-    """Captions a split and scores it. Returns `(metrics, outputs, per_image)`."""
+def evaluate_model(model, split, root, batch_size=64, beam_size=None, alpha=None, use_java=None, progress=True):
+    """Captions a split and scores it (decoding: the model's default where not given).
+
+    Returns `(metrics, outputs, per_image)`.
+    """
+    beam_size, alpha = model.decoding_settings(beam_size, alpha)
     outputs = caption_examples(model, split.examples, batch_size, beam_size, alpha, with_attention=True,
                                progress=progress)
     predictions = {o["image_id"]: o["caption"] for o in outputs}
@@ -91,7 +97,8 @@ def evaluate_model(model, split, root, batch_size=64, beam_size=1, alpha=0.0, us
     metrics, per_image = score_predictions(references_of(split), predictions, use_java)
     metrics.update(shapes_figures(outputs, root, split.name, model.encoder.grid_shape))
     metrics.update({"split": split.name, "images": len(outputs), "empty_captions": len(empty),
-                    "decoding": "greedy" if beam_size == 1 else f"beam {beam_size}", "length_penalty": alpha,
+                    "decoding": "greedy" if beam_size == 1 else f"beam {beam_size}, alpha {alpha:g}",
+                    "beam_size": beam_size, "length_penalty": alpha,
                     "scale": coco_eval.SCALE})
     return metrics, outputs, per_image
 
@@ -114,7 +121,20 @@ def format_table(metrics):
     if "attention_pointing" in metrics:
         lines.append(f"  attention pointing {metrics['attention_pointing']:.4f} "
                      f"({metrics['pointing_words']} colour/shape words)")
+    if metrics.get("genericness"):
+        lines.append("Genericness (shares 0-1 of the captions; vocabulary in distinct words)")
+        lines.append(f"  {'decoding':<34} {'distinct':>8} {'vocab':>6} {'copied':>7} {'rep. bigram':>11}")
+        for label, g in metrics["genericness"].items():
+            copied = "n/a" if g["copied_from_train"] is None else f"{g['copied_from_train']:.4f}"
+            lines.append(f"  {label:<34} {g['distinct_captions']:>8.4f} {g['vocabulary_used']:>6d} {copied:>7} "
+                         f"{g['repeated_bigram']:>11.4f}")
+        lines.append("  distinct: distinct captions / images; copied: captions equal to a training caption")
     return "\n".join(lines)
+
+
+def genericness_of(outputs, training_captions=None):
+    """`metrics.genericness` of captioned outputs (see there)."""
+    return metrics_lib.genericness([o["caption"] for o in outputs], training_captions)
 
 
 def to_json_outputs(outputs):

@@ -46,8 +46,10 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def export(model, out_dir, beam_size=3, max_length=None, alpha=0.0):
+def export(model, out_dir, beam_size=None, max_length=None, alpha=None):
     """Writes `model` with an image-bytes-to-captions serving signature to `out_dir`.
+
+    `beam_size` and `alpha` default to the model's recorded decoding.
 
     Settings the model cannot decode with (a Transformer's `max_length` past
     its trained one, a negative `alpha`) raise ValueError before anything is written.
@@ -59,6 +61,7 @@ def export(model, out_dir, beam_size=3, max_length=None, alpha=0.0):
     from captioner.data.pipeline import normalize_image, resize_image
     from captioner.models.captioner import check_decoding
 
+    beam_size, alpha = model.decoding_settings(beam_size, alpha)
     check_decoding(model.decoder, model.decoder.max_length if max_length is None else max_length, alpha)
 
     size, mode = model.image_size, model.normalization
@@ -83,11 +86,13 @@ def main(argv=None):
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("run_dir", help="a run folder of python -m captioner.train")
     parser.add_argument("out_dir", help="folder to write the SavedModel to (must not exist)")
-    parser.add_argument("--beam-size", type=int, default=3)
+    parser.add_argument("--beam-size", type=int, default=None,
+                        help="beam size (default: the model's recorded decoding, chosen on validation data)")
     parser.add_argument("--max-length", type=int, default=None, help="most words (default: the model's)")
-    parser.add_argument("--alpha", type=float, default=0.0, help="length penalty exponent (>= 0)")
+    parser.add_argument("--alpha", type=float, default=None,
+                        help="length penalty exponent, >= 0 (default: the model's recorded one)")
     args = parser.parse_args(argv)
-    if args.beam_size < 1:
+    if args.beam_size is not None and args.beam_size < 1:
         parser.error("--beam-size must be at least 1")
     if not os.path.exists(os.path.join(args.run_dir, "model.keras")):
         parser.error(f"{args.run_dir} is not a finished run folder (no model.keras)")
@@ -95,11 +100,16 @@ def main(argv=None):
         parser.error(f"{args.out_dir} exists already; choose a new folder")
 
     import captioner
+    from captioner.models.captioner import describe_decoding
 
+    model = captioner.load(args.run_dir)
     try:
-        export(captioner.load(args.run_dir), args.out_dir, args.beam_size, args.max_length, args.alpha)
+        beam_size, alpha = model.decoding_settings(args.beam_size, args.alpha)
+        export(model, args.out_dir, beam_size, args.max_length, alpha)
     except ValueError as error:  # decoding settings this model cannot honour
         parser.error(str(error))
+    source = "as given" if args.beam_size is not None or args.alpha is not None else "the model's recorded default"
+    print(f"Decoding: {describe_decoding(beam_size, alpha)} ({source})")
     print(f"SavedModel written to {args.out_dir} (signature serving_default: images [B] bytes -> captions, scores)")
     return 0
 

@@ -172,3 +172,60 @@ def attention_pointing(captions, attentions, instances, grid_shape, image_sizes)
             for step in (colour_index, shape_index):
                 shares.append(float(np.dot(attention[step], overlap)))
     return {"attention_pointing": float(np.mean(shares)) if shares else 0.0, "pointing_words": len(shares)}
+
+
+def cider_d(references, hypotheses):
+    """CIDEr-D by pycocoevalcap's scorer on the caption tokenizer's words (no Java needed).
+
+    Document frequencies come from these references, as in the COCO caption
+    evaluation; only the tokenisation differs from it (`words_of`, close to PTB).
+
+    Args:
+        references: list of lists of str, the reference captions of each image.
+        hypotheses: list of str, one caption per image.
+
+    Returns:
+        `(corpus, per_image)`: the mean (COCO scale: 1.0 is "100" in papers) and a list of floats.
+    """
+    from pycocoevalcap.cider.cider_scorer import CiderScorer
+
+    if len(references) != len(hypotheses) or not hypotheses:
+        raise ValueError(f"CIDEr-D needs one hypothesis per reference set, got {len(hypotheses)} and "
+                         f"{len(references)}")
+    tokenized = iter(words_of([r for group in references for r in group] + list(hypotheses)))
+    refs = [[" ".join(next(tokenized)) for _ in group] for group in references]
+    scorer = CiderScorer(n=4, sigma=6.0)
+    for group, words in zip(refs, tokenized):
+        scorer += (" ".join(words), group)
+    corpus, per_image = scorer.compute_score()
+    return float(corpus), [float(v) for v in per_image]
+
+
+def genericness(captions, training_captions=None):
+    """How generic a set of captions is: the figures reported beside caption metrics.
+
+    Args:
+        captions: list of str, one generated caption per image.
+        training_captions: iterable of str, the training references, or None.
+
+    Returns:
+        dict with `distinct_captions` (distinct captions / images, 0-1), `vocabulary_used`
+        (distinct words), `copied_from_train` (share of captions equal, word for word after
+        the caption tokenizer's standardisation, to a training caption; None without
+        `training_captions`) and `repeated_bigram` (share of captions with a word bigram twice).
+    """
+    if not captions:
+        raise ValueError("genericness needs at least one caption")
+    words = [tuple(w) for w in words_of(captions)]
+    repeated = 0
+    for caption in words:
+        bigrams = list(zip(caption, caption[1:]))
+        repeated += len(set(bigrams)) < len(bigrams)
+    copied = None
+    if training_captions is not None:
+        known = {tuple(w) for w in words_of(list(training_captions))}
+        copied = sum(caption in known for caption in words) / len(words)
+    return {"distinct_captions": len(set(words)) / len(words),
+            "vocabulary_used": len({w for caption in words for w in caption}),
+            "copied_from_train": copied,
+            "repeated_bigram": repeated / len(words)}

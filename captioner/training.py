@@ -12,7 +12,7 @@ import time
 import keras
 import tensorflow as tf
 
-from captioner import evaluation, files
+from captioner import decoding_choice, evaluation, files
 from captioner.distribute import is_chief, is_multi_worker, make_strategy, share_from_chief
 from captioner import metrics as metrics_lib
 from captioner import runs
@@ -20,7 +20,7 @@ from captioner.data import coco, features, shapes
 from captioner.data import tokenizer as tokenizer_lib
 from captioner.data.pipeline import caption_dataset, region_caption_dataset
 from captioner.models import encoders
-from captioner.models.captioner import build_captioner
+from captioner.models.captioner import build_captioner, describe_decoding
 
 
 def log(message):
@@ -95,7 +95,7 @@ def load_data(config):
 
 def score_split(model, split, batch_size, progress=True):
     """Greedy captions of a split and their nltk corpus BLEU; returns `(scores, captions)`."""
-    outputs = evaluation.caption_examples(model, split.examples, batch_size, progress=progress)
+    outputs = evaluation.caption_examples(model, split.examples, batch_size, 1, 0.0, progress=progress)
     captions = [o["caption"] for o in outputs]
     references = list(evaluation.references_of(split).values())
     return metrics_lib.nltk_corpus_bleu(references, captions), captions
@@ -122,7 +122,8 @@ class ValidationBleu(keras.callbacks.Callback):
 
     Must come before the callbacks that read it. Under multi-worker training
     only the chief decodes; every worker receives its figures, so all of them
-    take the same early-stopping decision.
+    take the same early-stopping decision. Subclasses change the figure by
+    overriding `monitor`, `score` and `describe` (see `captioner.scst.ValidationCider`).
 
     Args:
         captioner: the `Captioner` to decode with (the trained model may be its region model).
@@ -132,6 +133,8 @@ class ValidationBleu(keras.callbacks.Callback):
         strategy: the `tf.distribute` strategy, or None.
     """
 
+    monitor = MONITOR = "val_nltk_bleu_4"
+
     def __init__(self, captioner, split, batch_size, max_images=1000, strategy=None):
         super().__init__()
         self.captioner = captioner
@@ -139,16 +142,26 @@ class ValidationBleu(keras.callbacks.Callback):
         self.batch_size = batch_size
         self.strategy = strategy
 
+    def score(self):
+        """The validation figures (dict of floats, names without `val_`)."""
+        return score_split(self.captioner, self.split, self.batch_size, progress=False)[0]
+
+    def describe(self, scores):
+        return f"val nltk BLEU-4 {scores['nltk_bleu_4']:.4f} (greedy, 0-1)"
+
     def on_epoch_end(self, epoch, logs=None):
         if is_chief(self.strategy):
-            scores, _ = score_split(self.captioner, self.split, self.batch_size, progress=False)
+            scores = self.score()
         else:
-            scores = {f"nltk_bleu_{n}": 0.0 for n in range(1, 5)}
+            scores = {name: 0.0 for name in self.score_names()}
         if is_multi_worker(self.strategy):
             scores = share_from_chief(self.strategy, scores)
         if logs is not None:
             logs.update({f"val_{k}": v for k, v in scores.items()})
-        log(f"epoch {epoch + 1}: val nltk BLEU-4 {scores['nltk_bleu_4']:.4f} (greedy, 0-1)")
+        log(f"epoch {epoch + 1}: {self.describe(scores)}")
+
+    def score_names(self):
+        return [f"nltk_bleu_{n}" for n in range(1, 5)]
 
 
 class BestCheckpoint(keras.callbacks.ModelCheckpoint):
@@ -259,7 +272,7 @@ class RunBackup(keras.callbacks.BackupAndRestore):
             runs.write_json(os.path.join(self.backup_dir, self.STATE), {**state, "done": True})
 
 
-MONITOR = "val_nltk_bleu_4"
+MONITOR = ValidationBleu.MONITOR
 
 
 def best_logged(run_dir, monitor=MONITOR):
@@ -292,22 +305,25 @@ def truncate_log(run_dir, epochs):
         csv.writer(handle).writerows([header] + kept)
 
 
-def callbacks(config, run_dir, data, captioner, strategy=None):
+def callbacks(config, run_dir, data, captioner, strategy=None, validation=None):
     """The standard callbacks; non-chief workers get only those that keep them in step.
 
-    ValidationBleu first: the callbacks after it read the figure it adds to the
-    logs. The backup comes last, so that a committed backup includes its epoch's log row.
+    The validation callback first (default `ValidationBleu`): the callbacks
+    after it read the figure it adds to the logs (its `monitor`). The backup
+    comes last, so that a committed backup includes its epoch's log row.
     """
-    validation = ValidationBleu(captioner, data.val, config.eval_batch_size, strategy=strategy)
-    stopping = keras.callbacks.EarlyStopping(monitor=MONITOR, mode="max", patience=config.patience)
+    if validation is None:
+        validation = ValidationBleu(captioner, data.val, config.eval_batch_size, strategy=strategy)
+    monitor = validation.monitor
+    stopping = keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=config.patience)
     backup = RunBackup(os.path.join(run_dir, BACKUP), config.backup_steps or "epoch", write=is_chief(strategy),
                        stopping=stopping)
     if not is_chief(strategy):
         return [validation, stopping, backup]
     return [
         validation,
-        BestCheckpoint(os.path.join(run_dir, runs.BEST_WEIGHTS), monitor=MONITOR, mode="max",
-                       initial_value_threshold=best_logged(run_dir)),
+        BestCheckpoint(os.path.join(run_dir, runs.BEST_WEIGHTS), monitor=monitor, mode="max",
+                       initial_value_threshold=best_logged(run_dir, monitor)),
         stopping,
         keras.callbacks.CSVLogger(os.path.join(run_dir, "log.csv"), append=True),
         keras.callbacks.TensorBoard(os.path.join(run_dir, "logs")),
@@ -491,57 +507,106 @@ def train(config, run_dir, verbose="auto", extra_callbacks=(), distribute="none"
         train_data, val_data, steps = _training_datasets(config, data, captioner, strategy)
         compile_model(model, config, steps)
 
+    all_callbacks = callbacks(config, run_dir, data, captioner, strategy)
+    train_seconds = fit_resumably(model, train_data, val_data, steps, config, run_dir, strategy,
+                                  all_callbacks + list(extra_callbacks), verbose)
+    return finish(config, run_dir, data, captioner, model, vocabulary, strategy, started, train_seconds)
+
+
+def fit_resumably(model, train_data, val_data, steps, config, run_dir, strategy, all_callbacks, verbose):
+    """`model.fit()` that resumes from the run's backup; returns the seconds spent.
+
+    `all_callbacks` are `callbacks()`'s (their `RunBackup` among them) and any
+    extra ones. A run whose backup says it had finished, or had already met
+    early stopping's condition, is not fitted again: its last weights are loaded.
+    """
     backup_dir = os.path.join(run_dir, BACKUP)
     state = RunBackup.read_state(backup_dir)
-    if state is not None and chief:
+    if state is not None and is_chief(strategy):
         truncate_log(run_dir, state["epoch"])
-    all_callbacks = callbacks(config, run_dir, data, captioner, strategy)
-    train_started = time.time()
+    started = time.time()
     if state is not None and (state.get("done") or RunBackup.stopped_early(state, config.patience)):
         log("Training had finished before the interruption; saving and testing")
         model.load_weights(os.path.join(backup_dir, state["weights"]))
     else:
         fixed_steps = strategy is not None or config.steps_per_epoch
         model.fit(train_data, epochs=config.epochs, steps_per_epoch=steps if fixed_steps else None,
-                  validation_data=val_data, shuffle=False,
-                  callbacks=all_callbacks + list(extra_callbacks), verbose=verbose)
-        all_callbacks[-1].mark_done()
-    train_seconds = time.time() - train_started
+                  validation_data=val_data, shuffle=False, callbacks=all_callbacks, verbose=verbose)
+        next(c for c in all_callbacks if isinstance(c, RunBackup)).mark_done()
+    return time.time() - started
+
+
+def finish(config, run_dir, data, captioner, model, vocabulary, strategy, started, train_seconds, extra=None):
+    """After `fit()`: best weights, the decoding default, `model.keras`, test metrics; returns the metrics.
+
+    The saved model is rebuilt in float32 outside any strategy, so it loads and
+    decodes anywhere. Its decoding default is chosen on validation images
+    (`captioner.decoding_choice`, `config.search_images`; 0 keeps greedy). The
+    test split is captioned greedily (nltk BLEU, as every run reports) and, when
+    the default is another setting, with it too. `extra` is added to the metrics.
+    Non-chief workers write nothing and return None.
+    """
+    chief = is_chief(strategy)
     if not chief:
         log("Worker finished training; waiting while the chief saves and tests the model")
         share_from_chief(strategy, {"finished": 0.0})  # returns when the chief is done
         return None
-
     best = os.path.join(run_dir, runs.BEST_WEIGHTS)
     if os.path.exists(best):
         model.load_weights(best)
-    # The saved model is rebuilt in float32 outside any strategy: it loads and decodes anywhere.
     final = build_captioner(config.replace(encoder_weights=None), vocabulary)
     _copy_weights(captioner, final)
+    choice_path = os.path.join(run_dir, decoding_choice.FILE_NAME)
+    if os.path.exists(choice_path):  # a rerun after a crash between the search and the metrics
+        choice = runs.read_json(choice_path)
+    elif config.search_images:
+        log(f"Choosing the decoding default on {min(config.search_images, len(data.val.examples))} "
+            f"{data.val.name} images ...")
+        choice = decoding_choice.choose(final, data.val, config.eval_batch_size, config.search_images)
+        decoding_choice.record(run_dir, choice)
+    else:
+        choice = {"beam_size": 1, "alpha": 0.0, "images": 0, "table": []}
+    final.default_decoding = decoding_choice.setting(choice)
+    log(f"Decoding default: {describe_decoding(choice['beam_size'], choice['alpha'])}")
     runs.save_model(final, os.path.join(run_dir, runs.MODEL))
     log("Captioning the test split (greedy) ...")
     scores, captions = score_split(final, data.test, config.eval_batch_size)
+    references = list(evaluation.references_of(data.test).values())
+    scores["cider_d"] = metrics_lib.cider_d(references, [c or "<empty>" for c in captions])[0]
     predictions = [{"image_id": e.image_id, "caption": c} for e, c in zip(data.test.examples, captions)]
     runs.write_json(os.path.join(run_dir, f"predictions_{data.test.name}.json"), predictions)
+    default = {**final.default_decoding, "chosen_on": f"{choice['images']} {data.val.name} images"}
+    if final.default_decoding["beam_size"] > 1:
+        log("Captioning the test split with the decoding default ...")
+        outputs = evaluation.caption_examples(final, data.test.examples, config.eval_batch_size,
+                                              final.default_decoding["beam_size"], final.default_decoding["alpha"])
+        best_captions = [o["caption"] or "<empty>" for o in outputs]
+        default.update(metrics_lib.nltk_corpus_bleu(references, best_captions))
+        default["cider_d"] = metrics_lib.cider_d(references, best_captions)[0]
+    else:
+        default.update({k: v for k, v in scores.items()})
     metrics = {
         "split": data.test.name,
         # False when there is no test split: the val split chose the checkpoint and stopped training.
         "held_out": data.test is not data.val,
         "images": len(data.test.examples),
         "decoding": "greedy",
-        "scale": "0-1",
+        "scale": "0-1 (CIDEr-D unbounded, 1.0 = '100' in papers)",
         **scores,
+        "default_decoding": default,
+        **(extra or {}),
         "train_seconds": round(train_seconds, 1),
         "wall_seconds": round(time.time() - started, 1),
     }
     runs.write_json(os.path.join(run_dir, runs.METRICS), metrics)
-    shutil.rmtree(backup_dir, ignore_errors=True)
+    shutil.rmtree(os.path.join(run_dir, BACKUP), ignore_errors=True)
     if is_multi_worker(strategy):
         share_from_chief(strategy, {"finished": 1.0})  # releases the waiting workers
     return metrics
 
 
 def format_metrics(metrics):
+    """The metrics a finished run prints: greedy nltk BLEU and CIDEr-D, then the decoding default's."""
     if metrics.get("held_out", True):
         title = f"Test metrics ({metrics['split']} split"
     else:
@@ -550,5 +615,13 @@ def format_metrics(metrics):
     lines = [f"{title}, {metrics['images']} images, {metrics['decoding']} decoding, scale {metrics['scale']}):"]
     for n in range(1, 5):
         lines.append(f"  BLEU-{n} (nltk corpus_bleu)  {metrics[f'nltk_bleu_{n}']:.4f}")
+    if "cider_d" in metrics:
+        lines.append(f"  CIDEr-D (pycocoevalcap, caption tokenizer words)  {metrics['cider_d']:.4f}")
+    default = metrics.get("default_decoding")
+    if default:
+        lines.append(f"Decoding default (chosen on {default['chosen_on']} by CIDEr-D): "
+                     f"{describe_decoding(default['beam_size'], default['alpha'])}")
+        if default["beam_size"] > 1:
+            lines.append(f"  with it: BLEU-4 (nltk) {default['nltk_bleu_4']:.4f}, CIDEr-D {default['cider_d']:.4f}")
     return "\n".join(lines)
 

@@ -68,9 +68,11 @@ class Captioner(DistributedFitMixin, keras.Model):
         encoder: `ImageEncoder`.
         decoder: a `CaptionDecoder` (`LSTMDecoder` or `TransformerDecoder`).
         tokenizer: `CaptionTokenizer`, saved with the model.
+        decoding: dict or None, the decoding `generate` uses when not told: `{"beam_size": int,
+            "alpha": float}` (see `captioner.decoding_choice`; None: greedy), saved with the model.
     """
 
-    def __init__(self, encoder, decoder, tokenizer, **kwargs):
+    def __init__(self, encoder, decoder, tokenizer, decoding=None, **kwargs):
         size = encoder.image_size
         images = keras.Input((size, size, 3), name="images")
         tokens = keras.Input((None, None), dtype="int32", name="tokens")
@@ -79,6 +81,7 @@ class Captioner(DistributedFitMixin, keras.Model):
         self.encoder = encoder
         self.decoder = decoder
         self.tokenizer = tokenizer
+        self.default_decoding = normalize_decoding(decoding)
         self._generate_fn = None
 
     def region_model(self):
@@ -132,8 +135,21 @@ class Captioner(DistributedFitMixin, keras.Model):
         result["captions"] = self.tokenizer.detokenize(result["tokens"])
         return result
 
-    def generate(self, images, beam_size=1, max_length=None, alpha=0.0):
-        """`decode`, compiled once per model and setting (`tf.function`)."""
+    def decoding_settings(self, beam_size=None, alpha=None):
+        """`(beam_size, alpha)`: those given, the rest from the model's recorded default."""
+        beam_size = self.default_decoding["beam_size"] if beam_size is None else int(beam_size)
+        alpha = self.default_decoding["alpha"] if alpha is None else float(alpha)
+        if beam_size < 1:
+            raise ValueError(f"beam_size must be at least 1, got {beam_size}")
+        return beam_size, alpha
+
+    def generate(self, images, beam_size=None, max_length=None, alpha=None):
+        """`decode`, compiled once per model and setting (`tf.function`).
+
+        `beam_size` and `alpha` default to the model's recorded decoding
+        (`default_decoding`, chosen on validation data when it was trained).
+        """
+        beam_size, alpha = self.decoding_settings(beam_size, alpha)
         if self._generate_fn is None:
             self._generate_fn = tf.function(self.decode, reduce_retracing=True)
         return self._generate_fn(tf.convert_to_tensor(images, tf.float32), beam_size, max_length, alpha)
@@ -145,6 +161,7 @@ class Captioner(DistributedFitMixin, keras.Model):
             "encoder": keras.saving.serialize_keras_object(self.encoder),
             "decoder": keras.saving.serialize_keras_object(self.decoder),
             "tokenizer": keras.saving.serialize_keras_object(self.tokenizer),
+            "decoding": dict(self.default_decoding),
         }
 
     @classmethod
@@ -153,6 +170,23 @@ class Captioner(DistributedFitMixin, keras.Model):
         for key in ("encoder", "decoder", "tokenizer"):
             config[key] = keras.saving.deserialize_keras_object(config[key])
         return cls(**config)
+
+
+def normalize_decoding(setting):
+    """A decoding setting as `{"beam_size": int, "alpha": float}`; None is greedy."""
+    setting = dict(setting or {})
+    unknown = set(setting) - {"beam_size", "alpha"}
+    if unknown:
+        raise ValueError(f"unknown decoding settings {sorted(unknown)}; expected beam_size and alpha")
+    result = {"beam_size": int(setting.get("beam_size", 1)), "alpha": float(setting.get("alpha", 0.0))}
+    if result["beam_size"] < 1:
+        raise ValueError(f"beam_size must be at least 1, got {result['beam_size']}")
+    decoding.check_alpha(result["alpha"])
+    return result
+
+
+def describe_decoding(beam_size, alpha):
+    return "greedy" if beam_size == 1 else f"beam {beam_size}, length penalty alpha {alpha:g}"
 
 
 def check_decoding(decoder, max_length, alpha=0.0):
@@ -166,7 +200,7 @@ def check_decoding(decoder, max_length, alpha=0.0):
     decoding.check_alpha(alpha)
 
 
-def build_captioner(config, vocabulary):
+def build_captioner(config, vocabulary, decoding=None):
     """A `Captioner` for a `captioner.config.Config` and a vocabulary (list of words)."""
     tokenizer = tokenizer_lib.CaptionTokenizer(vocabulary, name="tokenizer")
     encoder = ImageEncoder(config.encoder, config.image_size, config.feature_dim, config.encoder_weights,
@@ -179,4 +213,4 @@ def build_captioner(config, vocabulary):
     else:
         decoder = TransformerDecoder(model_dim=config.model_dim, num_layers=config.num_layers,
                                      num_heads=config.num_heads, dropout=config.dropout, **common)
-    return Captioner(encoder, decoder, tokenizer, name=f"captioner_{config.decoder}")
+    return Captioner(encoder, decoder, tokenizer, decoding=decoding, name=f"captioner_{config.decoder}")
