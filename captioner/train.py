@@ -4,6 +4,11 @@ With no arguments it writes the Shapes dataset (first use only), trains the
 attention LSTM on it, and prints the test BLEU. With `--preset coco-lstm
 --data-root COCO [--karpathy-json dataset_coco.json]` it trains on MS COCO.
 Every config field has a flag; run with `--help` to list them.
+
+`--scst-from RUN_DIR` fine-tunes a finished run with self-critical training
+(CIDEr-D reward; see `captioner.scst`) into `RUN_DIR-scst`; the model is the
+parent's, and only the stage's fields (learning rate, epochs, batch size, ...)
+may be given.
 """
 
 import argparse
@@ -30,9 +35,17 @@ def main(argv=None):
     parser.add_argument("--distribute", default="none", choices=config_lib.STRATEGIES,
                         help="tf.distribute strategy: mirrored (all local GPUs), multi-worker (workers in "
                              "TF_CONFIG), tpu; --batch-size is the global batch over all replicas")
+    stage = parser.add_argument_group("self-critical stage (with --scst-from)")
+    stage.add_argument("--scst-from", metavar="RUN_DIR", help="fine-tune this finished run with SCST")
+    stage.add_argument("--samples", type=int, default=5, help="captions drawn per image and step")
+    stage.add_argument("--baseline", default="mean", choices=("mean", "greedy"),
+                       help="mean: the other samples' reward (new self-critical); greedy: the greedy caption's")
+    stage.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")
     config_lib.add_arguments(parser)
     args = parser.parse_args(argv)
     started = time.time()
+    if args.scst_from:
+        return _self_critical(parser, args, started)
     try:
         config = config_lib.from_arguments(args, base=config_lib.load(args.config) if args.config else None)
     except FileNotFoundError as error:
@@ -52,6 +65,34 @@ def main(argv=None):
         print(f"error: {error}", file=sys.stderr)
         return 2
     if metrics is None:  # a non-chief worker: the chief reports
+        return 0
+    print(training.format_metrics(metrics))
+    print(f"Run folder: {run_dir}")
+    print(f"Wall time: {time.time() - started:.1f} s (training {metrics['train_seconds']:.1f} s)")
+    return 0
+
+
+def _self_critical(parser, args, started):
+    given = {f: getattr(args, f) for f in config_lib.field_names() if hasattr(args, f)}
+    if args.config:
+        parser.error("--config does not go with --scst-from: the stage starts from its parent's config")
+    from captioner import scst, training
+    from captioner.data.coco import DatasetError
+
+    try:
+        scst.Settings(args.scst_from, args.samples, args.baseline, args.temperature).validated()
+        scst.stage_config(config_lib.Config(), given)  # refuses model fields before any work
+    except ValueError as error:
+        parser.error(str(error))
+    run_dir = args.run_dir or args.scst_from.rstrip("/\\") + "-scst"
+    print(f"Run folder: {run_dir}", file=sys.stderr)
+    try:
+        metrics = scst.train(args.scst_from, run_dir, given, args.samples, args.baseline, args.temperature,
+                             verbose=2 if args.quiet else "auto", distribute=args.distribute)
+    except (DatasetError, ValueError, FileExistsError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if metrics is None:
         return 0
     print(training.format_metrics(metrics))
     print(f"Run folder: {run_dir}")

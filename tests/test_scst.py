@@ -1,0 +1,282 @@
+"""Self-critical training: the CIDEr-D reward, the baselines, the sampler, and the stage as a run."""
+
+import collections
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from pycocoevalcap.cider.cider import Cider
+from pycocoevalcap.cider.cider_scorer import CiderScorer
+
+import captioner
+from captioner import cider, decoding, runs, scst
+from captioner.data import coco
+from captioner.data import tokenizer as tokenizer_lib
+
+END = tokenizer_lib.END_ID
+
+
+def padded(sequences, length=None):
+    length = length or max(len(s) for s in sequences)
+    out = np.zeros((len(sequences), length), np.int32)
+    for row, sequence in enumerate(sequences):
+        out[row, :len(sequence)] = sequence
+    return out
+
+
+def reference_array(references):
+    most = max(len(r) for r in references)
+    longest = max(len(c) for r in references for c in r)
+    out = np.zeros((len(references), most, longest), np.int32)
+    for i, refs in enumerate(references):
+        out[i, :len(refs)] = padded(refs, longest)
+    return out
+
+
+def as_text(ids):
+    return " ".join(str(i) for i in ids)
+
+
+@pytest.fixture(scope="module")
+def shapes_references(small_shapes):
+    """The small Shapes set's training references as the reward sees them: token ids with the end token."""
+    train = coco.read_split(small_shapes, "train")
+    words = tokenizer_lib.build_vocabulary([c for e in train.examples for c in e.captions], 1)
+    tokenizer = tokenizer_lib.CaptionTokenizer(words)
+    return tokenizer, cider.reference_ids(tokenizer, train.examples, 30, END)
+
+
+def candidates_for(references, rng):
+    """Real captions, cut ones, shuffled ones and one-word ones: what samples look like early and late."""
+    candidates = []
+    for i, refs in enumerate(references):
+        pick = list(refs[rng.integers(len(refs))])
+        kind = i % 4
+        if kind == 1:
+            pick = pick[:max(1, len(pick) // 2)]  # cut mid-phrase, no end token
+        elif kind == 2:
+            pick = list(rng.permutation(pick[:-1])) + [END]
+        elif kind == 3:
+            pick = pick[:1] + [END]
+        candidates.append(pick)
+    return candidates
+
+
+def test_reward_equals_pycocoevalcap_cider_d_with_the_same_document_frequencies(shapes_references):
+    tokenizer, references = shapes_references
+    rng = np.random.default_rng(0)
+    candidates = candidates_for(references, rng)
+    # 1. Frequencies of the scored images' own references: exactly what pycocoevalcap's Cider computes.
+    gts = {i: [as_text(r) for r in refs] for i, refs in enumerate(references)}
+    res = {i: [as_text(c)] for i, c in enumerate(candidates)}
+    _, theirs = Cider().compute_score(gts, res)
+    frequencies = cider.DocumentFrequencies.from_references(references, tokenizer.vocabulary_size)
+    reward = cider.CiderD(frequencies)
+    ours = reward(padded(candidates, 31), reference_array(references)).numpy()
+    assert ours.dtype == np.float64 and ours.shape == (len(references),)
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-6)
+    assert ours.std() > 0.5  # the candidates differ: the comparison is not of constants
+    # 2. Training frequencies (stored once) scoring other images' captions. pycocoevalcap takes D as the
+    # number of reference sets it holds: it is given as many as the training set has (the scored images'
+    # and fillers whose scores are not read) and the training frequencies in place of its own count.
+    train, scored = references[:150], references[150:]
+    frequencies = cider.DocumentFrequencies.from_references(train, tokenizer.vocabulary_size)
+    scorer = CiderScorer(n=4, sigma=6.0)
+    for refs, candidate in zip(scored, candidates[150:]):
+        scorer += (as_text(candidate), [as_text(r) for r in refs])
+    for refs in train[:len(train) - len(scored)]:
+        scorer += (as_text(refs[0]), [as_text(r) for r in refs])
+    scorer.document_frequency = collections.defaultdict(
+        float, frequencies.as_dict(words=[str(i) for i in range(tokenizer.vocabulary_size)]))
+    theirs = scorer.compute_cider()[:len(scored)]
+    ours = cider.CiderD(frequencies)(padded(candidates[150:], 31), reference_array(scored)).numpy()
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-6)
+    assert not np.allclose(ours, Cider().compute_score(
+        {i: gts[150 + i] for i in range(len(scored))}, {i: res[150 + i] for i in range(len(scored))})[1])
+
+
+def test_a_caption_cut_mid_phrase_scores_below_its_complete_twin(shapes_references):
+    tokenizer, references = shapes_references
+    frequencies = cider.DocumentFrequencies.from_references(references, tokenizer.vocabulary_size)
+    reward = cider.CiderD(frequencies)
+    a = tokenizer.words.index("a")
+    checked = 0
+    for refs in references[:60]:
+        for complete in refs:
+            articles = [i for i, w in enumerate(complete[:-1]) if w == a and i > 2]
+            if not articles:
+                continue
+            cut = complete[:articles[-1] + 1]  # "... and a", no end token: a sample stopped by max length
+            scores = reward(padded([complete, cut], 31), reference_array([refs] * 2)).numpy()
+            assert scores[0] > scores[1], (tokenizer.detokenize(tf.constant([complete])), scores)
+            checked += 1
+    assert checked > 20
+
+
+def test_document_frequencies_are_stored_once_and_read_back(tmp_path, shapes_references):
+    tokenizer, references = shapes_references
+    frequencies = cider.DocumentFrequencies.from_references(references, tokenizer.vocabulary_size)
+    path = str(tmp_path / cider.FILE_NAME)
+    frequencies.save(path)
+    again = cider.DocumentFrequencies.load(path)
+    assert again.documents == len(references) and again.as_dict() == frequencies.as_dict()
+    # Unigram frequencies: each word counted once per image whose references hold it.
+    end_df = frequencies.as_dict()[(END,)]
+    assert end_df == len(references)
+
+
+def test_new_self_critical_advantages_sum_to_zero_per_image():
+    rewards = tf.constant([[1.0, 2.0, 3.0, 6.0], [0.5, 0.5, 0.5, 0.5]], tf.float64)
+    baseline = scst.mean_baseline(rewards).numpy()
+    np.testing.assert_allclose(baseline[0], [11 / 3, 10 / 3, 3.0, 2.0])
+    advantage = rewards.numpy() - baseline
+    np.testing.assert_allclose(advantage.sum(axis=1), 0.0, atol=1e-12)
+    np.testing.assert_allclose(advantage[1], 0.0)
+
+
+def tiny_captioner(decoder="lstm"):
+    from captioner import config as config_lib
+    from captioner.models.captioner import build_captioner
+
+    config = config_lib.preset("tiny", decoder=decoder, image_size=32, feature_dim=8, embed_dim=8, hidden_dim=16,
+                               model_dim=8, attention_dim=8, num_heads=2, max_length=6)
+    words = ["a", "red", "blue", "circle", "square", "and"]
+    return build_captioner(config, words)
+
+
+@pytest.mark.parametrize("baseline", ["mean", "greedy"])
+def test_advantages_with_each_baseline(baseline):
+    model = tiny_captioner()
+    references = tf.constant(reference_array([[[5, 6, 8, END], [5, 7, 9, END]]] * 2))
+    frequencies = cider.DocumentFrequencies.from_references([[[5, 6, 8, END], [5, 7, 9, END]]] * 3,
+                                                            model.tokenizer.vocabulary_size)
+    trainer = scst.SelfCriticalTrainer(model, cider.CiderD(frequencies), samples=3, baseline=baseline)
+    tokens = tf.constant([[[5, 6, 8, END, 0, 0, 0], [5, 6, END, 0, 0, 0, 0], [9, 9, 9, END, 0, 0, 0]]] * 2)
+    greedy = tf.constant([[5, 7, 9, END, 0, 0, 0]] * 2)
+    rewards, base, advantage = trainer.advantages(tokens, references, greedy)
+    assert rewards[0, 0] > rewards[0, 1] > rewards[0, 2]
+    if baseline == "mean":
+        np.testing.assert_allclose(tf.reduce_sum(advantage, 1).numpy(), 0.0, atol=1e-5)
+    else:
+        expected = cider.CiderD(frequencies)(greedy, references).numpy()
+        np.testing.assert_allclose(base.numpy(), np.tile(expected[:, None], [1, 3]))
+        np.testing.assert_allclose(advantage.numpy(), (rewards - base).numpy(), rtol=1e-6)
+
+
+def test_sampling_draws_from_the_model_distribution_and_never_padding_or_start():
+    probabilities = np.array([0.3, 0.2, 0.1, 0.15, 0.25, 0.0])  # ids 0 (pad) and 1 (start) are banned
+    logits = tf.math.log(tf.constant(probabilities + 1e-12, tf.float32))
+
+    def next_fn(tokens, state, memory):
+        n = tf.shape(tokens)[0]
+        return tf.tile(logits[None], [n, 1]), state, tf.zeros([n, 1])
+
+    n = 4000
+    drawn = decoding.sample(next_fn, {}, {"h": tf.zeros([n, 1])}, n, 8, start_id=1, end_id=2, banned_ids=(0, 1),
+                            seed=3)
+    tokens = drawn["tokens"].numpy()
+    first = tokens[:, 0]
+    assert not np.isin(tokens[tokens > 0], [1]).any() and (first != 0).all()
+    allowed = probabilities[2:] / probabilities[2:].sum()
+    counts = np.bincount(first, minlength=6)[2:] / n
+    np.testing.assert_allclose(counts, allowed, atol=0.03)
+    # After the end token (id 2) only padding; the lengths count the words before it.
+    for row, length in zip(tokens[:50], drawn["lengths"].numpy()[:50]):
+        ends = np.flatnonzero(row == 2)
+        if ends.size:
+            assert (row[ends[0] + 1:] == 0).all() and length == ends[0]
+        else:
+            assert length == 8
+
+
+@pytest.mark.parametrize("decoder", ["lstm", "transformer"])
+def test_a_train_step_moves_the_model_toward_high_reward_captions(decoder):
+    """On one image with one reference, SCST steps raise the reward of what the model samples."""
+    keras.utils.set_random_seed(0)
+    model = tiny_captioner(decoder)
+    reference = [[5, 6, 8, END]]
+    frequencies = cider.DocumentFrequencies.from_references([reference, [[7, 9, END]]],
+                                                            model.tokenizer.vocabulary_size)
+    trainer = scst.SelfCriticalTrainer(model, cider.CiderD(frequencies), samples=8)
+    trainer.compile(optimizer=keras.optimizers.Adam(0.02))
+    images = keras.random.uniform((4, 32, 32, 3), seed=1)
+    refs = tf.constant(reference_array([reference] * 4))
+    data = tf.data.Dataset.from_tensors(({"images": images, "tokens": tf.zeros([4, 1, 2], tf.int32)}, refs))
+    reward = cider.CiderD(frequencies)
+    greedy_reward = lambda: float(tf.reduce_mean(reward(model.generate(images, beam_size=1)["tokens"], refs)))  # noqa: E731
+    before = greedy_reward()
+    history = trainer.fit(data.repeat(15), epochs=4, verbose=0)
+    rewards = history.history["reward"]
+    assert trainer.optimizer.iterations.numpy() == 60
+    assert rewards[-1] > rewards[0] + 1.0, rewards  # the samples' mean CIDEr-D (0..10 here)
+    assert greedy_reward() > before + 1.0
+
+
+def run_stage(parent, run_dir, *extra):
+    return subprocess.Popen(
+        [sys.executable, "-m", "captioner.train", "--scst-from", parent, "--run-dir", run_dir, "--epochs", "2",
+         "--steps-per-epoch", "12", "--backup-steps", "4", "--search-images", "20", "--quiet", *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+
+
+def test_the_stage_is_a_run_that_survives_sigkill_and_loads_like_any_other(tmp_path, trained_run):
+    run_dir = str(tmp_path / "scst")
+    process = run_stage(trained_run, run_dir)
+    state = os.path.join(run_dir, "backup", "state.json")
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None:
+        if os.path.exists(state) and json.load(open(state))["step"] >= 8:
+            break
+        time.sleep(0.2)
+    assert process.poll() is None, process.stdout.read()[-3000:]
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not runs.is_finished(run_dir)
+    killed_at = json.load(open(state))
+    resumed = run_stage(trained_run, run_dir)
+    output = resumed.communicate(timeout=600)[0]
+    assert resumed.returncode == 0, output[-3000:]
+    assert f"Restored the backup of epoch {killed_at['epoch'] + 1}" in output
+    # The run folder's contract, plus the stage's own files.
+    for name in ("config.json", "vocab.txt", "model.keras", "metrics.json", "log.csv", "scst.json",
+                 cider.FILE_NAME, "decoding.json"):
+        assert os.path.exists(os.path.join(run_dir, name)), name
+    assert not os.path.exists(os.path.join(run_dir, "backup"))
+    settings = runs.read_json(os.path.join(run_dir, "scst.json"))
+    assert settings["parent"] == os.path.abspath(trained_run) and settings["samples"] == 5
+    config = runs.load_config(run_dir)
+    assert config.learning_rate == scst.STAGE_DEFAULTS["tiny"]["learning_rate"] and config.epochs == 2
+    with open(os.path.join(run_dir, "log.csv")) as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["epoch"] for r in rows] == ["0", "1"] and all(float(r["val_cider_d"]) > 0 for r in rows)
+    metrics = runs.read_json(os.path.join(run_dir, "metrics.json"))
+    assert metrics["stage"] == "self-critical" and metrics["parent"] == os.path.abspath(trained_run)
+    # Weights moved from the parent's, and the model loads in safe mode with its recorded decoding.
+    parent, child = runs.load(trained_run), captioner.load(run_dir)
+    moved = [np.abs(a.numpy() - b.numpy()).max() for a, b in zip(parent.decoder.weights, child.decoder.weights)]
+    assert max(moved) > 0
+    choice = runs.read_json(os.path.join(run_dir, "decoding.json"))
+    assert child.default_decoding == {"beam_size": choice["beam_size"], "alpha": choice["alpha"]}
+    # A finished stage is not run again over itself.
+    again = run_stage(trained_run, run_dir)
+    assert again.wait(timeout=300) == 2
+
+
+def test_stage_flags_are_checked_before_any_work(tmp_path, trained_run):
+    from captioner import train
+
+    with pytest.raises(SystemExit):
+        train.main(["--scst-from", trained_run, "--decoder", "transformer"])
+    with pytest.raises(SystemExit):
+        train.main(["--scst-from", trained_run, "--baseline", "mean", "--samples", "1"])
+    assert train.main(["--scst-from", str(tmp_path / "nothing"), "--run-dir", str(tmp_path / "out")]) == 2
+    assert not os.path.exists(tmp_path / "out")
