@@ -9,8 +9,13 @@
       logs/              TensorBoard
       log.csv            one row an epoch: losses, accuracy, validation BLEU, learning rate
       metrics.json       final metrics: of the test split, or of val where the data has no test split
-                         (`"split": "val", "held_out": false`)
-      predictions_<split>.json   those captions in the COCO results format
+                         (`"split": "val", "held_out": false`); greedy, and with the decoding default
+      predictions_<split>.json   those (greedy) captions in the COCO results format
+      decoding.json      the decoding default (beam size, length penalty) and the validation search that
+                         chose it (`captioner.decoding_choice`); `model.keras` carries the choice
+    and, for a self-critical stage (`captioner.scst`):
+      scst.json          its parent run folder and the stage's settings (samples, baseline)
+      cider_df.npz       the reward's document frequencies, counted once over the training references
 
 Every file is written to a temporary name and renamed (JSON, vocabulary,
 weights, model, backups; `log.csv` is cut back to the restored epoch on

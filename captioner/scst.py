@@ -78,9 +78,9 @@ class Settings:
         return self
 
 
-# The stage's defaults per parent preset: the config fields it changes. Shapes: measured here
-# (closing note of issue 10); COCO: self-critical.pytorch's recipes (configs/fc_rl.yml,
-# updown_rl.yml: constant lr 5e-5, 5 samples; transformer_nsc.yml: lr 1e-5) with this project's sizes.
+# The stage's defaults per parent preset: the config fields it changes. Shapes: measured here (README,
+# "Self-critical training"); COCO: self-critical.pytorch's SCST recipes (a constant learning rate of 5e-5
+# for LSTM models, 1e-5 or lower for the Transformer, 5 samples an image), with this project's sizes.
 STAGE_DEFAULTS = {
     "shapes": dict(learning_rate=1e-4, epochs=3, steps_per_epoch=125, patience=2, batch_size=32),
     "tiny": dict(learning_rate=3e-4, epochs=2, steps_per_epoch=40, patience=2, batch_size=16),
@@ -96,12 +96,18 @@ STAGE_FIELDS = ("learning_rate", "epochs", "steps_per_epoch", "patience", "batch
                 "skip_missing_images", "feature_cache", "feature_cache_dir", "train_encoder", "precision")
 
 
-def stage_config(parent_config, overrides):
-    """The stage's `Config`: the parent's, with the stage's defaults and `overrides` (stage fields only)."""
+def check_stage_fields(overrides):
+    """Refuses config fields the stage does not take (ValueError): the model's are its parent's."""
     refused = sorted(set(overrides) - set(STAGE_FIELDS))
     if refused:
-        raise ValueError(f"{', '.join(refused)}: not a setting of the self-critical stage (the model is its "
-                         f"parent's); it takes {', '.join(STAGE_FIELDS)}")
+        flags = lambda names: ", ".join("--" + n.replace("_", "-") for n in names)  # noqa: E731
+        raise ValueError(f"{flags(refused)}: not a setting of the self-critical stage (the model is its "
+                         f"parent's); it takes {flags(STAGE_FIELDS)}")
+
+
+def stage_config(parent_config, overrides):
+    """The stage's `Config`: the parent's, with the stage's defaults and `overrides` (stage fields only)."""
+    check_stage_fields(overrides)
     defaults = STAGE_DEFAULTS.get(parent_config.preset, GENERIC_DEFAULTS)
     return parent_config.replace(**{**defaults, "warmup_steps": 0, "jit_compile": False, **overrides})
 

@@ -81,7 +81,7 @@ def _self_critical(parser, args, started):
 
     try:
         scst.Settings(args.scst_from, args.samples, args.baseline, args.temperature).validated()
-        scst.stage_config(config_lib.Config(), given)  # refuses model fields before any work
+        scst.check_stage_fields(given)  # refuses model fields before any work
     except ValueError as error:
         parser.error(str(error))
     run_dir = args.run_dir or args.scst_from.rstrip("/\\") + "-scst"

@@ -1,4 +1,9 @@
+import json
 import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -41,3 +46,38 @@ def tiny_run(tmp_path_factory, tiny_shapes):
 @pytest.fixture(scope="session")
 def trained_run(tiny_run):
     return tiny_run[1]
+
+
+def run_stage(parent, run_dir, *extra):
+    """`python -m captioner.train --scst-from PARENT` with a short stage (2 epochs of 12 steps), as a process."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "captioner.train", "--scst-from", parent, "--run-dir", run_dir, "--epochs", "2",
+         "--steps-per-epoch", "12", "--backup-steps", "4", "--search-images", "20", "--quiet", *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+
+
+@pytest.fixture(scope="session")
+def scst_run(tmp_path_factory, trained_run):
+    """A self-critical stage from `trained_run`, SIGKILLed after a backup mid-epoch and resumed by the same command.
+
+    Returns `{"run_dir", "parent", "killed_at" (the backup state when killed), "output" (of the resumed run),
+    "returncode"}`; tests check the run and the resume.
+    """
+    run_dir = str(tmp_path_factory.mktemp("scst") / "tiny-lstm-scst")
+    process = run_stage(trained_run, run_dir)
+    state = os.path.join(run_dir, "backup", "state.json")
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None:
+        if os.path.exists(state) and json.load(open(state))["step"] >= 8:  # mid-way through epoch 1
+            break
+        time.sleep(0.2)
+    if process.poll() is not None:
+        raise RuntimeError("the stage ended before it could be killed: " + process.stdout.read()[-3000:])
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    killed_at = json.load(open(state))
+    finished_when_killed = os.path.exists(os.path.join(run_dir, "metrics.json"))
+    resumed = run_stage(trained_run, run_dir)
+    output = resumed.communicate(timeout=600)[0]
+    return {"run_dir": run_dir, "parent": trained_run, "killed_at": killed_at, "output": output,
+            "returncode": resumed.returncode, "finished_when_killed": finished_when_killed}

@@ -138,3 +138,36 @@ def test_mirrored_strategy_over_two_local_devices(tmp_path, small_shapes):
     with open(os.path.join(run_dir, "log.csv")) as handle:
         losses = [float(row["loss"]) for row in csv.DictReader(handle)]
     assert len(losses) == 2 and losses[1] < losses[0]
+
+
+MIRRORED_SCST = r'''
+import sys
+
+import tensorflow as tf
+
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+
+from captioner import scst  # noqa: E402
+
+parent, run_dir = sys.argv[1:3]
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+scst.train(parent, run_dir, {"epochs": 2, "steps_per_epoch": 8, "search_images": 10}, verbose=2,
+           strategy=strategy)
+'''
+
+
+def test_self_critical_stage_under_a_mirrored_strategy(tmp_path, trained_run):
+    script = tmp_path / "mirrored_scst.py"
+    script.write_text(MIRRORED_SCST)
+    run_dir = str(tmp_path / "scst")
+    result = subprocess.run([sys.executable, str(script), trained_run, run_dir], capture_output=True, text=True,
+                            timeout=600, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert runs.is_finished(run_dir)
+    with open(os.path.join(run_dir, "log.csv")) as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 2 and all(float(r["reward"]) > 0 and float(r["val_cider_d"]) > 0 for r in rows)
+    model = runs.load(run_dir)  # a plain float32 model, loadable without the strategy
+    parent = runs.load(trained_run)
+    assert any(np.abs(a.numpy() - b.numpy()).max() > 0 for a, b in zip(parent.decoder.weights, model.decoder.weights))

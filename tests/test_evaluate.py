@@ -141,7 +141,8 @@ def test_evaluate_command_on_a_run(trained_run, capsys):
     predictions = json.load(open(os.path.join(out_dir, "predictions.json")))
     per_image = json.load(open(os.path.join(out_dir, "per_image.json")))
     assert len(predictions) == len(per_image) == 100 and set(predictions[0]) == {"image_id", "caption", "score"}
-    assert saved["decoding"] == "beam 2" and 0 <= saved["object_f1"] <= 1 and "attention_pointing" in saved
+    assert saved["decoding"] == "beam 2, alpha 0" and 0 <= saved["object_f1"] <= 1 and "attention_pointing" in saved
+    assert saved["decoding_source"] == "as given" and set(saved["genericness"]) == {"beam 2, alpha 0", "greedy"}
     for name in ("coco_bleu_4", "coco_rouge_l", "coco_cider_d", "nltk_bleu_4"):
         assert name in saved
     assert "Shapes figures" in capsys.readouterr().out
@@ -216,3 +217,40 @@ def test_a_negative_length_penalty_is_a_usage_error(trained_run):
     with pytest.raises(SystemExit) as exit_info:
         evaluate.main([trained_run, "--alpha", "-0.5"])
     assert exit_info.value.code == 2
+
+
+def test_genericness_figures_on_hand_made_captions():
+    captions = ["a red circle", "a red circle", "A red circle.", "a blue square and a blue square",
+                "two green circles"]
+    training = ["a red circle", "a blue square and a blue square", "three shapes"]
+    figures = metrics.genericness(captions, training)
+    # "A red circle." standardises to the same words as "a red circle": 3 distinct captions of 5.
+    assert figures["distinct_captions"] == pytest.approx(3 / 5)
+    assert figures["vocabulary_used"] == len({"a", "red", "circle", "blue", "square", "and", "two", "green",
+                                               "circles"})
+    assert figures["copied_from_train"] == pytest.approx(4 / 5)
+    assert figures["repeated_bigram"] == pytest.approx(1 / 5)  # "a blue" and "blue square" twice
+    assert metrics.genericness(captions)["copied_from_train"] is None
+
+
+def test_evaluate_decodes_with_the_runs_recorded_default_and_says_so(trained_run, capsys):
+    import captioner
+    from captioner import decoding_choice, runs
+
+    choice = runs.read_json(os.path.join(trained_run, decoding_choice.FILE_NAME))
+    settings = [(row["beam_size"], row["alpha"]) for row in choice["table"]]
+    assert settings == list(decoding_choice.GRID) and choice["images"] == 100
+    best = max(choice["table"], key=lambda row: row["cider_d"])
+    assert (choice["beam_size"], choice["alpha"]) in {(r["beam_size"], r["alpha"]) for r in choice["table"]
+                                                      if r["cider_d"] == best["cider_d"]}
+    model = captioner.load(trained_run)
+    assert model.default_decoding == {"beam_size": choice["beam_size"], "alpha": choice["alpha"]}
+    out_dir = os.path.join(str(trained_run), "eval-val-default")
+    assert evaluate.main([trained_run, "--split", "val", "--no-java", "--output-dir", out_dir]) == 0
+    assert "(the model's recorded default)" in capsys.readouterr().err
+    saved = json.load(open(os.path.join(out_dir, "metrics.json")))
+    assert saved["beam_size"] == choice["beam_size"] and saved["length_penalty"] == choice["alpha"]
+    assert saved["decoding_source"] == "the model's recorded default"
+    # The search scored the first 100 val images with the same scorer: evaluate's figure is its row's.
+    row = next(r for r in choice["table"] if (r["beam_size"], r["alpha"]) == (choice["beam_size"], choice["alpha"]))
+    assert saved["coco_cider_d"] == pytest.approx(row["cider_d"], abs=1e-4)

@@ -199,3 +199,25 @@ def test_a_batch_of_one_image_decodes(decoder):
     for beam_size in (1, 3):  # traced first on a batch of one, then used on three
         assert model.generate(image, beam_size=beam_size)["captions"].shape == (1,)
         assert model.generate(batch()["images"], beam_size=beam_size)["captions"].shape == (3,)
+
+
+def test_the_decoding_default_is_saved_with_the_model_and_used_by_generate(tmp_path):
+    model = tiny("lstm")
+    images = batch()["images"]
+    greedy = model.generate(images)
+    assert model.default_decoding == {"beam_size": 1, "alpha": 0.0} and "beam_tokens" not in greedy
+    model.default_decoding = {"beam_size": 2, "alpha": 0.6}
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    assert loaded.default_decoding == {"beam_size": 2, "alpha": 0.6}
+    by_default = loaded.generate(images)
+    told = loaded.generate(images, beam_size=2, alpha=0.6)
+    assert by_default["beam_tokens"].shape[1] == 2
+    np.testing.assert_array_equal(by_default["tokens"].numpy(), told["tokens"].numpy())
+    # A model saved before decoding defaults existed (no "decoding" in its config) decodes greedily.
+    config = model.get_config()
+    del config["decoding"]
+    assert Captioner.from_config(config).default_decoding == {"beam_size": 1, "alpha": 0.0}
+    with pytest.raises(ValueError, match="alpha"):
+        Captioner.from_config({**config, "decoding": {"beam_size": 3, "alpha": -1.0}})

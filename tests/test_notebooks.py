@@ -11,17 +11,18 @@ NOTEBOOKS = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "note
 
 
 def test_there_are_notebooks_and_they_are_committed_clean():
-    assert len(NOTEBOOKS) >= 3
+    assert len(NOTEBOOKS) >= 4
     for path in NOTEBOOKS:
         notebook = nbformat.read(path, as_version=4)
         assert all(not cell.get("outputs") for cell in notebook.cells if cell.cell_type == "code"), path
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=os.path.basename)
-def test_notebook_runs(path, tiny_shapes, trained_run, monkeypatch):
+def test_notebook_runs(path, tiny_shapes, trained_run, scst_run, monkeypatch):
     monkeypatch.setenv("CAPTIONER_NOTEBOOK_SMALL", "1")
     monkeypatch.setenv("CAPTIONER_NOTEBOOK_DATA", tiny_shapes)
     monkeypatch.setenv("CAPTIONER_NOTEBOOK_RUN", trained_run)
+    monkeypatch.setenv("CAPTIONER_NOTEBOOK_SCST_RUN", scst_run["run_dir"])
     monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "3")
     monkeypatch.setenv("MPLBACKEND", "Agg")
     root = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))

@@ -4,10 +4,6 @@ import collections
 import csv
 import json
 import os
-import signal
-import subprocess
-import sys
-import time
 
 import keras
 import numpy as np
@@ -220,55 +216,37 @@ def test_a_train_step_moves_the_model_toward_high_reward_captions(decoder):
     assert greedy_reward() > before + 1.0
 
 
-def run_stage(parent, run_dir, *extra):
-    return subprocess.Popen(
-        [sys.executable, "-m", "captioner.train", "--scst-from", parent, "--run-dir", run_dir, "--epochs", "2",
-         "--steps-per-epoch", "12", "--backup-steps", "4", "--search-images", "20", "--quiet", *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
-
-
-def test_the_stage_is_a_run_that_survives_sigkill_and_loads_like_any_other(tmp_path, trained_run):
-    run_dir = str(tmp_path / "scst")
-    process = run_stage(trained_run, run_dir)
-    state = os.path.join(run_dir, "backup", "state.json")
-    deadline = time.time() + 300
-    while time.time() < deadline and process.poll() is None:
-        if os.path.exists(state) and json.load(open(state))["step"] >= 8:
-            break
-        time.sleep(0.2)
-    assert process.poll() is None, process.stdout.read()[-3000:]
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert not runs.is_finished(run_dir)
-    killed_at = json.load(open(state))
-    resumed = run_stage(trained_run, run_dir)
-    output = resumed.communicate(timeout=600)[0]
-    assert resumed.returncode == 0, output[-3000:]
-    assert f"Restored the backup of epoch {killed_at['epoch'] + 1}" in output
+def test_the_stage_is_a_run_that_survives_sigkill_and_loads_like_any_other(scst_run):
+    run_dir, parent_dir = scst_run["run_dir"], scst_run["parent"]
+    assert not scst_run["finished_when_killed"]
+    assert scst_run["returncode"] == 0, scst_run["output"][-3000:]
+    killed_at = scst_run["killed_at"]
+    assert f"Restored the backup of epoch {killed_at['epoch'] + 1}" in scst_run["output"]
     # The run folder's contract, plus the stage's own files.
     for name in ("config.json", "vocab.txt", "model.keras", "metrics.json", "log.csv", "scst.json",
                  cider.FILE_NAME, "decoding.json"):
         assert os.path.exists(os.path.join(run_dir, name)), name
     assert not os.path.exists(os.path.join(run_dir, "backup"))
     settings = runs.read_json(os.path.join(run_dir, "scst.json"))
-    assert settings["parent"] == os.path.abspath(trained_run) and settings["samples"] == 5
+    assert settings["parent"] == os.path.abspath(parent_dir) and settings["samples"] == 5
     config = runs.load_config(run_dir)
     assert config.learning_rate == scst.STAGE_DEFAULTS["tiny"]["learning_rate"] and config.epochs == 2
+    assert config.decoder == runs.load_config(parent_dir).decoder
     with open(os.path.join(run_dir, "log.csv")) as handle:
         rows = list(csv.DictReader(handle))
     assert [r["epoch"] for r in rows] == ["0", "1"] and all(float(r["val_cider_d"]) > 0 for r in rows)
     metrics = runs.read_json(os.path.join(run_dir, "metrics.json"))
-    assert metrics["stage"] == "self-critical" and metrics["parent"] == os.path.abspath(trained_run)
+    assert metrics["stage"] == "self-critical" and metrics["parent"] == os.path.abspath(parent_dir)
     # Weights moved from the parent's, and the model loads in safe mode with its recorded decoding.
-    parent, child = runs.load(trained_run), captioner.load(run_dir)
+    parent, child = runs.load(parent_dir), captioner.load(run_dir)
     moved = [np.abs(a.numpy() - b.numpy()).max() for a, b in zip(parent.decoder.weights, child.decoder.weights)]
     assert max(moved) > 0
     choice = runs.read_json(os.path.join(run_dir, "decoding.json"))
     assert child.default_decoding == {"beam_size": choice["beam_size"], "alpha": choice["alpha"]}
-    # A finished stage is not run again over itself.
-    again = run_stage(trained_run, run_dir)
-    assert again.wait(timeout=300) == 2
+    # A finished stage is not run over again.
+    from conftest import run_stage
+
+    assert run_stage(parent_dir, run_dir).wait(timeout=300) == 2
 
 
 def test_stage_flags_are_checked_before_any_work(tmp_path, trained_run):

@@ -51,12 +51,13 @@ def test_tiny_preset_learns(tiny_run):
 def test_run_folder_is_complete(tiny_run):
     config, run_dir, metrics = tiny_run
     for name in ("config.json", "vocab.txt", "model.keras", "metrics.json", "log.csv", "predictions_test.json",
-                 runs.BEST_WEIGHTS):
+                 "decoding.json", runs.BEST_WEIGHTS):
         assert os.path.isfile(os.path.join(run_dir, name)), name
     assert os.path.isdir(os.path.join(run_dir, "logs"))
     assert runs.load_config(run_dir) == config
     saved = runs.read_json(os.path.join(run_dir, "metrics.json"))
-    assert saved["scale"] == "0-1" and saved["decoding"] == "greedy" and saved["images"] == 100
+    assert saved["scale"].startswith("0-1") and saved["decoding"] == "greedy" and saved["images"] == 100
+    assert saved["cider_d"] > 0 and set(saved["default_decoding"]) >= {"beam_size", "alpha", "cider_d"}
     predictions = runs.read_json(os.path.join(run_dir, "predictions_test.json"))
     assert len(predictions) == 100 and set(predictions[0]) == {"image_id", "caption"}
 
