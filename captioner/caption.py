@@ -64,7 +64,7 @@ def main(argv=None):
                        alpha)
     except ValueError as error:
         parser.error(str(error))
-    source = "as given" if args.beam_size is not None or args.alpha is not None else "the model's recorded default"
+    source = model.decoding_source(args.beam_size, args.alpha)
     print(f"Decoding: {describe_decoding(beam_size, alpha)} ({source})", file=sys.stderr)
     try:
         counts = captioning.caption_folder(

@@ -101,7 +101,7 @@ def evaluate_run(args, use_java):
     split = coco.read_split(root, args.split, karpathy, config.skip_missing_images)
     model = captioner.load(args.run_dir)
     beam_size, alpha = model.decoding_settings(args.beam_size, args.alpha)
-    source = "as given" if args.beam_size is not None or args.alpha is not None else "the model's recorded default"
+    source = model.decoding_source(args.beam_size, args.alpha)
     print(f"Decoding: {describe_decoding(beam_size, alpha)} ({source})", file=sys.stderr)
     metrics, outputs, per_image = evaluation.evaluate_model(model, split, root, args.batch_size, beam_size, alpha,
                                                             use_java)

@@ -108,7 +108,7 @@ def main(argv=None):
         export(model, args.out_dir, beam_size, args.max_length, alpha)
     except ValueError as error:  # decoding settings this model cannot honour
         parser.error(str(error))
-    source = "as given" if args.beam_size is not None or args.alpha is not None else "the model's recorded default"
+    source = model.decoding_source(args.beam_size, args.alpha)
     print(f"Decoding: {describe_decoding(beam_size, alpha)} ({source})")
     print(f"SavedModel written to {args.out_dir} (signature serving_default: images [B] bytes -> captions, scores)")
     return 0

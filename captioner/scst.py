@@ -71,7 +71,9 @@ class Settings:
     def validated(self):
         if self.baseline not in BASELINES:
             raise ValueError(f"baseline must be one of {BASELINES}, got {self.baseline!r}")
-        if self.samples < 1 or (self.baseline == "mean" and self.samples < 2):
+        if self.samples < 1:
+            raise ValueError(f"samples must be at least 1 an image, got {self.samples}")
+        if self.baseline == "mean" and self.samples < 2:
             raise ValueError(f"the mean baseline needs at least 2 samples an image, got {self.samples}")
         if self.temperature <= 0:
             raise ValueError(f"temperature must be positive, got {self.temperature}")
@@ -198,7 +200,7 @@ class SelfCriticalTrainer(DistributedFitMixin, keras.Model):
             with tape.stop_recording():
                 tokens, greedy = self.draw(tf.stop_gradient(features))
                 rewards, baseline, advantage = self.advantages(tokens, references, greedy)
-            loss, words = policy_loss(self.decoder, features, tokens, advantage)
+            loss, words = policy_loss(self.decoder, features, tokens, advantage, self.temperature)
             scaled = loss / tf.cast(tf.distribute.get_strategy().num_replicas_in_sync, loss.dtype)
             if self.optimizer is not None:
                 scaled = self.optimizer.scale_loss(scaled)
@@ -209,7 +211,8 @@ class SelfCriticalTrainer(DistributedFitMixin, keras.Model):
         if "greedy_reward" in self.trackers:
             self.trackers["greedy_reward"].update_state(tf.reduce_mean(baseline))
         self.trackers["sample_words"].update_state(words)
-        return {name: tracker.result() for name, tracker in self.trackers.items()}
+        # Under multi-worker training Keras averages the logs over workers: `_reducible_logs` lets it.
+        return self._reducible_logs({name: tracker.result() for name, tracker in self.trackers.items()})
 
 
 def mean_baseline(rewards):
@@ -218,18 +221,21 @@ def mean_baseline(rewards):
     return (tf.reduce_sum(rewards, axis=1, keepdims=True) - rewards) / (samples - 1.0)
 
 
-def policy_loss(decoder, features, tokens, advantage):
+def policy_loss(decoder, features, tokens, advantage, temperature=1.0):
     """`-sum(advantage * log p(word)) / words` over sampled `tokens [B, K, L]` (teacher forcing), and mean words.
 
     A sample's words are its drawn ids up to and including the end token; the
-    log-probabilities are those the sampler drew from (padding and the start
-    token banned, renormalised).
+    log-probabilities are those of the distribution the sampler drew from
+    (padding and the start token banned and renormalised, logits divided by
+    `temperature`), so the gradient is that distribution's.
     """
     inputs = tf.concat([tf.fill(tf.concat([tf.shape(tokens)[:2], [1]], 0), tokenizer_lib.START_ID),
                         tokens[..., :-1]], axis=-1)
     logits = decoder(inputs, features, training=False)  # [B, K, L, V]
-    log_probs = decoding.log_probabilities(tf.reshape(logits, [-1, tf.shape(logits)[-1]]),
-                                           (tokenizer_lib.PAD_ID, tokenizer_lib.START_ID))
+    logits = tf.reshape(logits, [-1, tf.shape(logits)[-1]])
+    if temperature != 1.0:
+        logits = tf.cast(logits, tf.float32) / temperature
+    log_probs = decoding.log_probabilities(logits, (tokenizer_lib.PAD_ID, tokenizer_lib.START_ID))
     chosen = tf.gather(log_probs, tf.reshape(tokens, [-1]), batch_dims=1)
     mask = tf.cast(tf.reshape(tokens, [-1]) != tokenizer_lib.PAD_ID, tf.float32)
     weights = tf.reshape(tf.repeat(advantage, tf.shape(tokens)[2], axis=-1), [-1])
@@ -337,16 +343,20 @@ def train(parent, run_dir, overrides=None, samples=5, baseline="mean", temperatu
     config = stage_config(parent_config, dict(overrides or {}))
     if strategy is None:
         strategy = make_strategy(distribute)
+    if isinstance(strategy, tf.distribute.TPUStrategy):
+        raise ValueError("the self-critical stage does not run on TPUs: its reward uses a hash table of "
+                         "n-gram frequencies and float64, which TPUs lack; use GPUs (--distribute mirrored "
+                         "or multi-worker)")
     chief = is_chief(strategy)
     resuming = check_stage_dir(run_dir, config, settings)
     keras.utils.set_random_seed(config.seed)
     data = training.load_data(config)
     if resuming:
         training.log(f"Resuming the unfinished self-critical run in {run_dir}")
-    elif chief:
+    elif chief:  # the settings first: a folder with a config.json is one to resume, and must have them
         os.makedirs(run_dir, exist_ok=True)
-        runs.write_json(os.path.join(run_dir, runs.CONFIG), config.to_json())
         runs.write_json(os.path.join(run_dir, SETTINGS), dataclasses.asdict(settings))
+        runs.write_json(os.path.join(run_dir, runs.CONFIG), config.to_json())
     vocabulary = tokenizer_lib.load_vocabulary(os.path.join(parent, runs.VOCAB))
     if chief and not os.path.exists(os.path.join(run_dir, runs.VOCAB)):
         with files.replacing(os.path.join(run_dir, runs.VOCAB)) as temporary:
@@ -357,7 +367,8 @@ def train(parent, run_dir, overrides=None, samples=5, baseline="mean", temperatu
                  f"{config.steps_per_epoch or 'all'} steps, batch {config.batch_size} images")
 
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
-        captioner, _ = training.build_models(config.replace(feature_cache=False), vocabulary)
+        # No pretrained weights are fetched: every weight is the parent's.
+        captioner, _ = training.build_models(config.replace(feature_cache=False, encoder_weights=None), vocabulary)
         training._copy_weights(parent_model, captioner)
         if chief:
             frequencies = cider.ensure_frequencies(run_dir, captioner.tokenizer, data.train.examples,
@@ -374,9 +385,19 @@ def train(parent, run_dir, overrides=None, samples=5, baseline="mean", temperatu
         trainer.compile(optimizer=keras.optimizers.Adam(config.learning_rate, clipnorm=config.clipnorm),
                         jit_compile=False)
     validation = ValidationCider(captioner, data.val, config.eval_batch_size, strategy=strategy)
-    all_callbacks = training.callbacks(config, run_dir, data, captioner, strategy, validation=validation)
+    parent_score = None
+    if chief:  # what an epoch must beat to be kept: the stage never ships a model worse than its parent
+        parent_score = ValidationCider(parent_model, data.val, config.eval_batch_size).score()["cider_d"]
+        training.log(f"Parent's val CIDEr-D {parent_score:.4f} (greedy): an epoch is kept only if it beats it")
+    all_callbacks = training.callbacks(config, run_dir, data, captioner, strategy, validation=validation,
+                                       initial_best=parent_score)
     train_seconds = training.fit_resumably(trainer, train_data, None, steps, config, run_dir, strategy,
                                            all_callbacks + list(extra_callbacks), verbose)
-    extra = {"stage": "self-critical", "parent": settings.parent, "samples": samples, "baseline": baseline}
+    if chief and not os.path.exists(os.path.join(run_dir, runs.BEST_WEIGHTS)):
+        training.log("No epoch beat the parent's validation CIDEr-D: the stage keeps the parent's weights "
+                     "(try a lower --learning-rate)")
+        training._copy_weights(parent_model, captioner)
+    extra = {"stage": "self-critical", "parent": settings.parent, "samples": samples, "baseline": baseline,
+             "temperature": temperature, "parent_val_cider_d": parent_score}
     return training.finish(config, run_dir, data, captioner, trainer, vocabulary, strategy, started,
                            train_seconds, extra=extra)

@@ -37,15 +37,22 @@ def main(argv=None):
                              "TF_CONFIG), tpu; --batch-size is the global batch over all replicas")
     stage = parser.add_argument_group("self-critical stage (with --scst-from)")
     stage.add_argument("--scst-from", metavar="RUN_DIR", help="fine-tune this finished run with SCST")
-    stage.add_argument("--samples", type=int, default=5, help="captions drawn per image and step")
-    stage.add_argument("--baseline", default="mean", choices=("mean", "greedy"),
-                       help="mean: the other samples' reward (new self-critical); greedy: the greedy caption's")
-    stage.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")
+    stage.add_argument("--samples", type=int, default=None, help="captions drawn per image and step (default 5)")
+    stage.add_argument("--baseline", default=None, choices=("mean", "greedy"),
+                       help="mean (default): the other samples' reward (new self-critical); greedy: the greedy "
+                            "caption's (classic SCST)")
+    stage.add_argument("--temperature", type=float, default=None, help="sampling temperature (default 1)")
     config_lib.add_arguments(parser)
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     started = time.time()
     if args.scst_from:
+        if any(a == "--preset" or a.startswith("--preset=") for a in argv):
+            parser.error("--preset does not go with --scst-from: the stage's model and data are its parent's")
         return _self_critical(parser, args, started)
+    given = [flag for flag in ("samples", "baseline", "temperature") if getattr(args, flag) is not None]
+    if given:
+        parser.error(f"{', '.join('--' + f for f in given)} only go with --scst-from (the self-critical stage)")
     try:
         config = config_lib.from_arguments(args, base=config_lib.load(args.config) if args.config else None)
     except FileNotFoundError as error:
@@ -79,6 +86,10 @@ def _self_critical(parser, args, started):
     from captioner import scst, training
     from captioner.data.coco import DatasetError
 
+    defaults = scst.Settings("")
+    args.samples = defaults.samples if args.samples is None else args.samples
+    args.baseline = defaults.baseline if args.baseline is None else args.baseline
+    args.temperature = defaults.temperature if args.temperature is None else args.temperature
     try:
         scst.Settings(args.scst_from, args.samples, args.baseline, args.temperature).validated()
         scst.check_stage_fields(given)  # refuses model fields before any work

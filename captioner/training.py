@@ -305,12 +305,14 @@ def truncate_log(run_dir, epochs):
         csv.writer(handle).writerows([header] + kept)
 
 
-def callbacks(config, run_dir, data, captioner, strategy=None, validation=None):
+def callbacks(config, run_dir, data, captioner, strategy=None, validation=None, initial_best=None):
     """The standard callbacks; non-chief workers get only those that keep them in step.
 
     The validation callback first (default `ValidationBleu`): the callbacks
     after it read the figure it adds to the logs (its `monitor`). The backup
-    comes last, so that a committed backup includes its epoch's log row.
+    comes last, so that a committed backup includes its epoch's log row. The
+    best checkpoint is written only for an epoch that beats the run's best
+    logged figure and `initial_best` (a fine-tuning stage's parent's).
     """
     if validation is None:
         validation = ValidationBleu(captioner, data.val, config.eval_batch_size, strategy=strategy)
@@ -323,7 +325,8 @@ def callbacks(config, run_dir, data, captioner, strategy=None, validation=None):
     return [
         validation,
         BestCheckpoint(os.path.join(run_dir, runs.BEST_WEIGHTS), monitor=monitor, mode="max",
-                       initial_value_threshold=best_logged(run_dir, monitor)),
+                       initial_value_threshold=max([v for v in (best_logged(run_dir, monitor), initial_best)
+                                                    if v is not None], default=None)),
         stopping,
         keras.callbacks.CSVLogger(os.path.join(run_dir, "log.csv"), append=True),
         keras.callbacks.TensorBoard(os.path.join(run_dir, "logs")),
@@ -565,7 +568,7 @@ def finish(config, run_dir, data, captioner, model, vocabulary, strategy, starte
         choice = decoding_choice.choose(final, data.val, config.eval_batch_size, config.search_images)
         decoding_choice.record(run_dir, choice)
     else:
-        choice = {"beam_size": 1, "alpha": 0.0, "images": 0, "table": []}
+        choice = {"beam_size": 1, "alpha": 0.0, "images": 0, "table": [], "note": "no search (search_images 0)"}
     final.default_decoding = decoding_choice.setting(choice)
     log(f"Decoding default: {describe_decoding(choice['beam_size'], choice['alpha'])}")
     runs.save_model(final, os.path.join(run_dir, runs.MODEL))
@@ -575,7 +578,8 @@ def finish(config, run_dir, data, captioner, model, vocabulary, strategy, starte
     scores["cider_d"] = metrics_lib.cider_d(references, [c or "<empty>" for c in captions])[0]
     predictions = [{"image_id": e.image_id, "caption": c} for e, c in zip(data.test.examples, captions)]
     runs.write_json(os.path.join(run_dir, f"predictions_{data.test.name}.json"), predictions)
-    default = {**final.default_decoding, "chosen_on": f"{choice['images']} {data.val.name} images"}
+    default = {**final.default_decoding, "chosen_on": (f"{choice['images']} {data.val.name} images"
+                                                       if choice["images"] else "no search (--search-images 0)")}
     if final.default_decoding["beam_size"] > 1:
         log("Captioning the test split with the decoding default ...")
         outputs = evaluation.caption_examples(final, data.test.examples, config.eval_batch_size,
@@ -619,8 +623,9 @@ def format_metrics(metrics):
         lines.append(f"  CIDEr-D (pycocoevalcap, caption tokenizer words)  {metrics['cider_d']:.4f}")
     default = metrics.get("default_decoding")
     if default:
-        lines.append(f"Decoding default (chosen on {default['chosen_on']} by CIDEr-D): "
-                     f"{describe_decoding(default['beam_size'], default['alpha'])}")
+        how = (f"chosen on {default['chosen_on']} by CIDEr-D" if not default["chosen_on"].startswith("no search")
+               else default["chosen_on"])
+        lines.append(f"Decoding default ({how}): {describe_decoding(default['beam_size'], default['alpha'])}")
         if default["beam_size"] > 1:
             lines.append(f"  with it: BLEU-4 (nltk) {default['nltk_bleu_4']:.4f}, CIDEr-D {default['cider_d']:.4f}")
     return "\n".join(lines)

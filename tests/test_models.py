@@ -221,3 +221,14 @@ def test_the_decoding_default_is_saved_with_the_model_and_used_by_generate(tmp_p
     assert Captioner.from_config(config).default_decoding == {"beam_size": 1, "alpha": 0.0}
     with pytest.raises(ValueError, match="alpha"):
         Captioner.from_config({**config, "decoding": {"beam_size": 3, "alpha": -1.0}})
+
+
+def test_a_beam_size_given_alone_means_no_length_penalty():
+    model = tiny("lstm")
+    assert model.decoding_source().startswith("greedy: the model records no default")
+    model.default_decoding = {"beam_size": 5, "alpha": 1.0}
+    assert model.decoding_settings() == (5, 1.0) and model.decoding_source() == "the model's recorded default"
+    assert model.decoding_settings(beam_size=3) == (3, 0.0)  # alpha 1.0 was chosen for beam 5, not 3
+    assert model.decoding_settings(alpha=0.6) == (5, 0.6)
+    assert model.decoding_settings(beam_size=1, alpha=0.6) == (1, 0.0)  # greedy has no length penalty
+    assert model.decoding_source(beam_size=3) == "as given"

@@ -99,22 +99,43 @@ def test_reward_equals_pycocoevalcap_cider_d_with_the_same_document_frequencies(
         {i: gts[150 + i] for i in range(len(scored))}, {i: res[150 + i] for i in range(len(scored))})[1])
 
 
+def test_reward_equals_pycocoevalcap_on_hand_made_edge_cases():
+    """Empty and one-word candidates, repeated n-grams, 1 to 3 references (padding rows), duplicate references."""
+    references = [
+        [[5, 6, 7, END]],                                   # one reference: two padding rows
+        [[5, 6, 7, 8, END], [5, 6, 7, 8, END]],            # a duplicate reference
+        [[5, 5, 5, 5, END], [9, 10, END], [6, 7, 8, 9, 10, 11, END]],
+        [[7, END], [8, 9, END], [5, 6, 7, 8, 9, 10, 11, 12, END]],
+        [[10, 11, 12, END], [12, 11, 10, END]],
+    ]
+    candidates = [[], [5], [5, 5, 5, 5, 5, 5, END], [7, END], [10, 11, 12, 10, 11, 12]]
+    gts = {i: [as_text(r) for r in refs] for i, refs in enumerate(references)}
+    res = {i: [as_text(c)] for i, c in enumerate(candidates)}
+    scorer = CiderScorer(n=4, sigma=6.0)
+    for i in range(len(references)):
+        scorer += (res[i][0], gts[i])
+    _, theirs = scorer.compute_score()
+    frequencies = cider.DocumentFrequencies.from_references(references, 20)
+    ours = cider.CiderD(frequencies)(padded(candidates, 9), reference_array(references)).numpy()
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-9)
+    assert ours[0] == 0.0 and ours[3] > 0
+
+
 def test_a_caption_cut_mid_phrase_scores_below_its_complete_twin(shapes_references):
     tokenizer, references = shapes_references
     frequencies = cider.DocumentFrequencies.from_references(references, tokenizer.vocabulary_size)
     reward = cider.CiderD(frequencies)
     a = tokenizer.words.index("a")
-    checked = 0
+    pairs, groups = [], []
     for refs in references[:60]:
         for complete in refs:
             articles = [i for i, w in enumerate(complete[:-1]) if w == a and i > 2]
-            if not articles:
-                continue
-            cut = complete[:articles[-1] + 1]  # "... and a", no end token: a sample stopped by max length
-            scores = reward(padded([complete, cut], 31), reference_array([refs] * 2)).numpy()
-            assert scores[0] > scores[1], (tokenizer.detokenize(tf.constant([complete])), scores)
-            checked += 1
-    assert checked > 20
+            if articles:  # cut after "... and a", no end token: a sample stopped by the length limit
+                pairs += [complete, complete[:articles[-1] + 1]]
+                groups += [refs, refs]
+    assert len(pairs) > 40
+    scores = reward(padded(pairs, 31), reference_array(groups)).numpy().reshape(-1, 2)
+    assert (scores[:, 0] > scores[:, 1]).all(), scores
 
 
 def test_document_frequencies_are_stored_once_and_read_back(tmp_path, shapes_references):
@@ -258,3 +279,23 @@ def test_stage_flags_are_checked_before_any_work(tmp_path, trained_run):
         train.main(["--scst-from", trained_run, "--baseline", "mean", "--samples", "1"])
     assert train.main(["--scst-from", str(tmp_path / "nothing"), "--run-dir", str(tmp_path / "out")]) == 2
     assert not os.path.exists(tmp_path / "out")
+
+
+def test_under_mixed_float16_the_stage_scales_its_loss():
+    from captioner import training
+
+    with training.dtype_policy("mixed_float16"):
+        model = tiny_captioner()
+        frequencies = cider.DocumentFrequencies.from_references([[[5, 6, 8, END]]] * 2,
+                                                                model.tokenizer.vocabulary_size)
+        trainer = scst.SelfCriticalTrainer(model, cider.CiderD(frequencies), samples=2)
+    trainer.compile(optimizer=keras.optimizers.Adam(1e-3))
+    assert isinstance(trainer.optimizer, keras.optimizers.LossScaleOptimizer)
+    images = keras.random.uniform((2, 32, 32, 3), seed=1)
+    refs = tf.constant(reference_array([[[5, 6, 8, END]]] * 2))
+    data = tf.data.Dataset.from_tensors(({"images": images, "tokens": tf.zeros([2, 1, 2], tf.int32)}, refs))
+    logs = trainer.fit(data.repeat(3), epochs=1, verbose=0).history
+    assert np.isfinite(logs["loss"][0]) and trainer.optimizer.iterations.numpy() == 3
+    # The step scales its loss by the dynamic scale (and the optimizer unscales the gradients).
+    scale = float(trainer.optimizer.dynamic_scale.numpy())
+    assert float(trainer.optimizer.scale_loss(tf.constant(2.0))) == 2.0 * scale

@@ -81,7 +81,8 @@ class Captioner(DistributedFitMixin, keras.Model):
         self.encoder = encoder
         self.decoder = decoder
         self.tokenizer = tokenizer
-        self.default_decoding = normalize_decoding(decoding)
+        self._default_decoding = normalize_decoding(decoding)
+        self.decoding_recorded = decoding is not None  # False for models saved before defaults were chosen
         self._generate_fn = None
 
     def region_model(self):
@@ -135,19 +136,47 @@ class Captioner(DistributedFitMixin, keras.Model):
         result["captions"] = self.tokenizer.detokenize(result["tokens"])
         return result
 
+    @property
+    def default_decoding(self):
+        """`{"beam_size", "alpha"}` that `generate` uses when not told (greedy unless one was recorded)."""
+        return dict(self._default_decoding)
+
+    @default_decoding.setter
+    def default_decoding(self, setting):
+        self._default_decoding = normalize_decoding(setting)
+        self.decoding_recorded = True
+
     def decoding_settings(self, beam_size=None, alpha=None):
-        """`(beam_size, alpha)`: those given, the rest from the model's recorded default."""
-        beam_size = self.default_decoding["beam_size"] if beam_size is None else int(beam_size)
-        alpha = self.default_decoding["alpha"] if alpha is None else float(alpha)
+        """`(beam_size, alpha)` to decode with.
+
+        Neither given: the model's default (`default_decoding`). A beam size
+        given without alpha means no length penalty (alpha 0), not the default's
+        alpha, which was chosen for the default's beam size; an alpha given
+        alone applies to the default's beam size. Greedy decoding has no alpha.
+        """
+        if beam_size is None:
+            beam_size = self.default_decoding["beam_size"]
+            alpha = self.default_decoding["alpha"] if alpha is None else float(alpha)
+        else:
+            beam_size, alpha = int(beam_size), 0.0 if alpha is None else float(alpha)
         if beam_size < 1:
             raise ValueError(f"beam_size must be at least 1, got {beam_size}")
-        return beam_size, alpha
+        return beam_size, (alpha if beam_size > 1 else 0.0)
+
+    def decoding_source(self, beam_size=None, alpha=None):
+        """Where `decoding_settings(beam_size, alpha)` came from, for printouts and metrics."""
+        if beam_size is not None or alpha is not None:
+            return "as given"
+        if self.decoding_recorded:
+            return "the model's recorded default"
+        return "greedy: the model records no default (trained before defaults were chosen on validation data)"
 
     def generate(self, images, beam_size=None, max_length=None, alpha=None):
         """`decode`, compiled once per model and setting (`tf.function`).
 
         `beam_size` and `alpha` default to the model's recorded decoding
-        (`default_decoding`, chosen on validation data when it was trained).
+        (`default_decoding`, chosen on validation data when it was trained);
+        see `decoding_settings`.
         """
         beam_size, alpha = self.decoding_settings(beam_size, alpha)
         if self._generate_fn is None:
