@@ -1,3 +1,4 @@
+import csv
 import json
 import os
 import signal
@@ -5,6 +6,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from captioner.data import shapes
@@ -81,3 +83,12 @@ def scst_run(tmp_path_factory, trained_run):
     output = resumed.communicate(timeout=600)[0]
     return {"run_dir": run_dir, "parent": trained_run, "killed_at": killed_at, "output": output,
             "returncode": resumed.returncode, "finished_when_killed": finished_when_killed}
+
+
+def assert_kept_only_if_better(run_dir, parent, child):
+    """A stage's weights are its best epoch's if one beat the parent's val CIDEr-D, else the parent's."""
+    with open(os.path.join(run_dir, "log.csv")) as handle:
+        best = max(float(r["val_cider_d"]) for r in csv.DictReader(handle))
+    beat = best > json.load(open(os.path.join(run_dir, "metrics.json")))["parent_val_cider_d"]
+    moved = max(np.abs(a.numpy() - b.numpy()).max() for a, b in zip(parent.decoder.weights, child.decoder.weights))
+    assert (moved > 0) == beat and os.path.exists(os.path.join(run_dir, "checkpoints", "best.weights.h5")) == beat
