@@ -130,13 +130,19 @@ training.train(config, run_dir, verbose=2, strategy=strategy)
 '''
 
 
-def test_mirrored_strategy_over_two_local_devices(tmp_path, small_shapes):
-    script = tmp_path / "mirrored.py"
-    script.write_text(MIRRORED)
-    run_dir = str(tmp_path / "run")
-    result = subprocess.run([sys.executable, str(script), small_shapes, run_dir], capture_output=True, text=True,
-                            timeout=600, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+def run_script(tmp_path, source, *args):
+    """Runs `source` as a script with `args`; asserts it succeeded and returns the completed process."""
+    script = tmp_path / "script.py"
+    script.write_text(source)
+    result = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=600,
+                            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
     assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def test_mirrored_strategy_over_two_local_devices(tmp_path, small_shapes):
+    run_dir = str(tmp_path / "run")
+    result = run_script(tmp_path, MIRRORED, small_shapes, run_dir)
     assert "MirroredStrategy, 2 replicas, global batch 16 images (8 per replica); chief" in result.stderr
     assert runs.is_finished(run_dir)
     with open(os.path.join(run_dir, "log.csv")) as handle:
@@ -154,12 +160,8 @@ scst.train(parent, run_dir, {"epochs": 2, "steps_per_epoch": 8, "search_images":
 
 
 def test_self_critical_stage_under_a_mirrored_strategy(tmp_path, trained_run):
-    script = tmp_path / "mirrored_scst.py"
-    script.write_text(MIRRORED_SCST)
     run_dir = str(tmp_path / "scst")
-    result = subprocess.run([sys.executable, str(script), trained_run, run_dir], capture_output=True, text=True,
-                            timeout=600, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
-    assert result.returncode == 0, result.stderr[-3000:]
+    run_script(tmp_path, MIRRORED_SCST, trained_run, run_dir)
     assert runs.is_finished(run_dir)
     with open(os.path.join(run_dir, "log.csv")) as handle:
         rows = list(csv.DictReader(handle))
