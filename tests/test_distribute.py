@@ -98,8 +98,8 @@ def test_two_workers_train_the_tiny_preset_in_step_and_only_the_chief_writes(tmp
     assert runs.is_finished(chief)
     assert not os.path.exists(run_dirs[1])
     assert sorted(os.listdir(chief)) == sorted(
-        ["checkpoints", "config.json", "log.csv", "logs", "metrics.json", "model.keras", "predictions_test.json",
-         "vocab.txt"])
+        ["checkpoints", "config.json", "decoding.json", "log.csv", "logs", "metrics.json", "model.keras",
+         "predictions_test.json", "vocab.txt"])
     with open(os.path.join(chief, "log.csv")) as handle:
         assert len(handle.read().strip().splitlines()) == 3  # header and two epochs, written once
     metrics = runs.read_json(os.path.join(chief, runs.METRICS))
