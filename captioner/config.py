@@ -188,7 +188,7 @@ PRESETS = {
     "tiny": dict(shapes_splits=(2000, 100, 100), image_size=64, feature_dim=64, embed_dim=48,
                  hidden_dim=96, model_dim=64, attention_dim=64, num_layers=1, num_heads=2, batch_size=16,
                  epochs=4, patience=4, learning_rate=3e-3, warmup_steps=50, eval_batch_size=100,
-                 attention_reg=0.0),
+                 attention_reg=0.0, search_images=30),
     # MS COCO with an ImageNet MobileNetV3 encoder (frozen) and the attention LSTM.
     "coco-lstm": dict(dataset="coco", image_size=224, encoder="MobileNetV3Large", encoder_weights="imagenet",
                       train_encoder=False, feature_dim=512, embed_dim=512, hidden_dim=512, attention_dim=512,

@@ -23,7 +23,7 @@ def read_rows(run_dir):
 def test_sigkill_mid_epoch_then_the_same_command_resumes_and_finishes(tmp_path, tiny_shapes):
     run_dir = str(tmp_path / "run")
     command = [sys.executable, "-m", "captioner.train", "--preset", "tiny", "--data-root", tiny_shapes,
-               "--epochs", "3", "--backup-steps", "20", "--run-dir", run_dir, "--quiet"]
+               "--search-images", "0", "--epochs", "3", "--backup-steps", "20", "--run-dir", run_dir, "--quiet"]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     state_path = os.path.join(run_dir, "backup", "state.json")
     first = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -80,7 +80,7 @@ class Boom(Exception):
 
 def test_a_crash_while_writing_a_backup_leaves_the_previous_one(tmp_path, small_shapes, monkeypatch):
     """The weights file is written, then committed by replacing `state.json`: a crash in between is harmless."""
-    config = config_lib.preset("tiny", data_root=small_shapes, epochs=2, backup_steps=5)
+    config = config_lib.preset("tiny", data_root=small_shapes, epochs=2, backup_steps=5, search_images=0)
     run_dir = str(tmp_path / "run")
 
     class CrashDuringSecondBackup(keras.callbacks.Callback):

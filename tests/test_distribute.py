@@ -38,7 +38,7 @@ class DumpWeights(keras.callbacks.Callback):
         self.dump("end")
 
 
-config = config_lib.preset("tiny", data_root=data_root, epochs=2, steps_per_epoch=50)
+config = config_lib.preset("tiny", data_root=data_root, epochs=2, steps_per_epoch=50, search_images=0)
 training.train(config, run_dir, verbose=2, distribute="multi-worker", extra_callbacks=[DumpWeights()])
 '''
 
@@ -98,7 +98,7 @@ def test_two_workers_train_the_tiny_preset_in_step_and_only_the_chief_writes(tmp
     assert runs.is_finished(chief)
     assert not os.path.exists(run_dirs[1])
     assert sorted(os.listdir(chief)) == sorted(
-        ["checkpoints", "config.json", "decoding.json", "log.csv", "logs", "metrics.json", "model.keras",
+        ["checkpoints", "config.json", "log.csv", "logs", "metrics.json", "model.keras",
          "predictions_test.json", "vocab.txt"])
     with open(os.path.join(chief, "log.csv")) as handle:
         assert len(handle.read().strip().splitlines()) == 3  # header and two epochs, written once
@@ -125,7 +125,7 @@ from captioner import config as config_lib  # noqa: E402
 from captioner import training  # noqa: E402
 
 data_root, run_dir = sys.argv[1:3]
-config = config_lib.preset("tiny", data_root=data_root, epochs=2, steps_per_epoch=12)
+config = config_lib.preset("tiny", data_root=data_root, epochs=2, steps_per_epoch=12, search_images=0)
 training.train(config, run_dir, verbose=2, strategy=strategy)
 '''
 

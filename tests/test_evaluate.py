@@ -1,5 +1,6 @@
 """Evaluation: COCO metrics as pycocoevalcap computes them, Shapes figures, and the evaluate command."""
 
+import dataclasses
 import json
 import math
 import os
@@ -239,7 +240,7 @@ def test_evaluate_decodes_with_the_runs_recorded_default_and_says_so(trained_run
 
     choice = runs.read_json(os.path.join(trained_run, decoding_choice.FILE_NAME))
     settings = [(row["beam_size"], row["alpha"]) for row in choice["table"]]
-    assert settings == list(decoding_choice.GRID) and choice["images"] == 100
+    assert settings == list(decoding_choice.GRID) and choice["images"] == 30  # the tiny preset's search_images
     best = max(choice["table"], key=lambda row: row["cider_d"])
     assert (choice["beam_size"], choice["alpha"]) in {(r["beam_size"], r["alpha"]) for r in choice["table"]
                                                       if r["cider_d"] == best["cider_d"]}
@@ -251,6 +252,9 @@ def test_evaluate_decodes_with_the_runs_recorded_default_and_says_so(trained_run
     saved = json.load(open(os.path.join(out_dir, "metrics.json")))
     assert saved["beam_size"] == choice["beam_size"] and saved["length_penalty"] == choice["alpha"]
     assert saved["decoding_source"] == "the model's recorded default"
-    # The search scored the first 100 val images with the same scorer: evaluate's figure is its row's.
+    # The search scored the first 30 val images with the scorer evaluation uses: the same figure again.
     row = next(r for r in choice["table"] if (r["beam_size"], r["alpha"]) == (choice["beam_size"], choice["alpha"]))
-    assert saved["coco_cider_d"] == pytest.approx(row["cider_d"], abs=1e-4)
+    first = dataclasses.replace(coco.read_split(saved["data_root"], "val"),
+                                examples=coco.read_split(saved["data_root"], "val").examples[:30])
+    scores, _, _ = evaluation.evaluate_model(model, first, saved["data_root"], 16, use_java=False, progress=False)
+    assert scores["coco_cider_d"] == pytest.approx(row["cider_d"], abs=1e-4)

@@ -94,7 +94,7 @@ def test_region_batches_match_image_batches(tmp_path, train_split):
 
 def test_training_from_the_cache(tmp_path, small_shapes):
     config = config_lib.preset("tiny", data_root=small_shapes, encoder="MobileNetV3Small", train_encoder=False,
-                               feature_cache=True, feature_cache_dir=str(tmp_path / "cache"), epochs=2)
+                               search_images=0, feature_cache=True, feature_cache_dir=str(tmp_path / "cache"), epochs=2)
     metrics = training.train(config, str(tmp_path / "run"), verbose=0)
     assert 0.0 <= metrics["nltk_bleu_4"] <= 1.0
     caches = os.listdir(tmp_path / "cache")

@@ -81,7 +81,7 @@ def test_static_shapes_pad_every_batch_to_the_same_shape(small_shapes):
 
 
 def train_tiny(run_dir, data_root, **flags):
-    config = config_lib.preset("tiny", data_root=data_root, epochs=3, warmup_steps=10, **flags)
+    config = config_lib.preset("tiny", data_root=data_root, epochs=3, warmup_steps=10, search_images=0, **flags)
     metrics = training.train(config, run_dir, verbose=0)
     with open(os.path.join(run_dir, "log.csv")) as handle:
         return metrics, [float(r["loss"]) for r in csv.DictReader(handle)]

@@ -228,7 +228,10 @@ def test_a_train_step_moves_the_model_toward_high_reward_captions(decoder):
     refs = tf.constant(reference_array([reference] * 4))
     data = tf.data.Dataset.from_tensors(({"images": images, "tokens": tf.zeros([4, 1, 2], tf.int32)}, refs))
     reward = cider.CiderD(frequencies)
-    greedy_reward = lambda: float(tf.reduce_mean(reward(model.generate(images, beam_size=1)["tokens"], refs)))  # noqa: E731
+
+    def greedy_reward():
+        return float(tf.reduce_mean(reward(model.generate(images, beam_size=1)["tokens"], refs)))
+
     before = greedy_reward()
     history = trainer.fit(data.repeat(15), epochs=4, verbose=0)
     rewards = history.history["reward"]

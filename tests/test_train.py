@@ -84,7 +84,8 @@ def test_resuming_with_another_config_is_refused(tiny_run, tmp_path):
 
 
 def test_transformer_trains_on_tiny(tmp_path, tiny_shapes):
-    config = config_lib.preset("tiny", decoder="transformer", data_root=tiny_shapes, learning_rate=1e-3)
+    config = config_lib.preset("tiny", decoder="transformer", data_root=tiny_shapes, learning_rate=1e-3,
+                               search_images=0)
     metrics = training.train(config, str(tmp_path / "run"), verbose=0)
     # An untrained model scores BLEU-4 < 0.05 (test_tiny_preset_learns).
     assert metrics["nltk_bleu_1"] > 0.4 and metrics["nltk_bleu_4"] > 0.15, metrics
@@ -128,7 +129,7 @@ class Interrupt(keras.callbacks.Callback):
 
 
 def test_an_interrupted_run_resumes_where_it_stopped(tmp_path, small_shapes):
-    config = config_lib.preset("tiny", data_root=small_shapes, epochs=3)
+    config = config_lib.preset("tiny", data_root=small_shapes, epochs=3, search_images=0)
     run_dir = str(tmp_path / "run")
     with pytest.raises(KeyboardInterrupt):
         training.train(config, run_dir, verbose=0, extra_callbacks=[Interrupt(1)])
@@ -199,7 +200,7 @@ def test_without_a_test_split_the_final_metrics_are_labelled_val(tmp_path, small
     root = tmp_path / "no-test"
     shutil.copytree(small_shapes, root)
     os.remove(root / "annotations" / "captions_test.json")
-    config = config_lib.preset("tiny", data_root=str(root), epochs=1, steps_per_epoch=3)
+    config = config_lib.preset("tiny", data_root=str(root), epochs=1, steps_per_epoch=3, search_images=0)
     run_dir = str(tmp_path / "run")
     metrics = training.train(config, run_dir, verbose=0)
     assert metrics["split"] == "val" and metrics["held_out"] is False and metrics["images"] == 30
