@@ -51,9 +51,9 @@ def trained_run(tiny_run):
 
 
 def run_stage(parent, run_dir, *extra):
-    """`python -m captioner.train --scst-from PARENT` with a short stage (2 epochs of 12 steps), as a process."""
+    """`python -m captioner.train --scst-from PARENT` with a short stage (1 epoch of 12 steps), as a process."""
     return subprocess.Popen(
-        [sys.executable, "-m", "captioner.train", "--scst-from", parent, "--run-dir", run_dir, "--epochs", "2",
+        [sys.executable, "-m", "captioner.train", "--scst-from", parent, "--run-dir", run_dir, "--epochs", "1",
          "--steps-per-epoch", "12", "--backup-steps", "4", "--search-images", "20", "--quiet", *extra],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
 

@@ -154,7 +154,7 @@ MIRRORED_SCST = TWO_DEVICES + r'''
 from captioner import scst  # noqa: E402
 
 parent, run_dir = sys.argv[1:3]
-scst.train(parent, run_dir, {"epochs": 2, "steps_per_epoch": 8, "search_images": 10}, verbose=2,
+scst.train(parent, run_dir, {"epochs": 1, "steps_per_epoch": 8, "search_images": 10}, verbose=2,
            strategy=strategy)
 '''
 
@@ -165,7 +165,7 @@ def test_self_critical_stage_under_a_mirrored_strategy(tmp_path, trained_run):
     assert runs.is_finished(run_dir)
     with open(os.path.join(run_dir, "log.csv")) as handle:
         rows = list(csv.DictReader(handle))
-    assert len(rows) == 2 and all(float(r["reward"]) > 0 and float(r["val_cider_d"]) > 0 for r in rows)
+    assert len(rows) == 1 and float(rows[0]["reward"]) > 0 and float(rows[0]["val_cider_d"]) > 0
     model = runs.load(run_dir)  # a plain float32 model, loadable without the strategy
     assert_kept_only_if_better(run_dir, runs.load(trained_run), model)
 

@@ -214,7 +214,7 @@ def test_sampling_draws_from_the_model_distribution_and_never_padding_or_start()
             assert length == 8
 
 
-@pytest.mark.parametrize("decoder", ["lstm", "transformer"])
+@pytest.mark.parametrize("decoder", ["transformer"])  # the LSTM's steps run in the stage tests (scst_run)
 def test_a_train_step_moves_the_model_toward_high_reward_captions(decoder):
     """On one image with one reference, SCST steps raise the reward of what the model samples."""
     keras.utils.set_random_seed(0)
@@ -254,11 +254,11 @@ def test_the_stage_is_a_run_that_survives_sigkill_and_loads_like_any_other(scst_
     settings = runs.read_json(os.path.join(run_dir, "scst.json"))
     assert settings["parent"] == os.path.abspath(parent_dir) and settings["samples"] == 5
     config = runs.load_config(run_dir)
-    assert config.learning_rate == scst.STAGE_DEFAULTS["tiny"]["learning_rate"] and config.epochs == 2
+    assert config.learning_rate == scst.STAGE_DEFAULTS["tiny"]["learning_rate"] and config.epochs == 1
     assert config.decoder == runs.load_config(parent_dir).decoder
     with open(os.path.join(run_dir, "log.csv")) as handle:
         rows = list(csv.DictReader(handle))
-    assert [r["epoch"] for r in rows] == ["0", "1"] and all(float(r["val_cider_d"]) > 0 for r in rows)
+    assert [r["epoch"] for r in rows] == ["0"] and float(rows[0]["val_cider_d"]) > 0
     metrics = runs.read_json(os.path.join(run_dir, "metrics.json"))
     assert metrics["stage"] == "self-critical" and metrics["parent"] == os.path.abspath(parent_dir)
     # The model loads in safe mode with its recorded decoding; its weights are the best epoch's if one beat
