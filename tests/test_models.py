@@ -8,6 +8,7 @@ import tensorflow as tf
 from captioner import config as config_lib
 from captioner import decoding
 from captioner.data import tokenizer as tk
+from captioner.data.pipeline import normalize_image
 from captioner.models.captioner import Captioner, build_captioner
 from captioner.models.encoders import ImageEncoder
 
@@ -121,6 +122,20 @@ def test_frozen_keras_application_encoder():
     assert clone.normalization == "raw" and clone.num_regions == 4
     with pytest.raises(ValueError, match="Unknown encoder"):
         ImageEncoder("NoSuchNet")
+
+
+@pytest.mark.parametrize("backbone, normalization, channels", [
+    ("EfficientNetV2B0", "raw", 1280), ("ConvNeXtTiny", "raw", 768), ("ResNet152V2", "tf", 2048)])
+def test_stronger_keras_application_encoders(backbone, normalization, channels):
+    # Built without weights at 64 px: a 2 x 2 region grid (stride 32), run on images normalised its way.
+    encoder = ImageEncoder(backbone, image_size=64, feature_dim=8, weights=None, trainable_backbone=False)
+    assert encoder.normalization == normalization
+    assert (encoder.grid_shape, encoder.region_channels) == ((2, 2), channels)
+    images = normalize_image(tf.random.stateless_uniform([2, 64, 64, 3], (1, 2), 0, 255), normalization)
+    assert encoder(images).shape == (2, 4, 8)
+    assert np.isfinite(encoder.regions(images).numpy()).all()
+    clone = ImageEncoder.from_config(encoder.get_config())
+    assert (clone.backbone_name, clone.num_regions, clone.region_channels) == (backbone, 4, channels)
 
 
 @pytest.mark.parametrize("decoder", ["lstm", "transformer"])

@@ -7,15 +7,28 @@ import tensorflow as tf
 
 from captioner.layers.position import PositionEmbedding
 
-# name -> (keras.applications constructor name, pixel normalisation it expects)
+# name -> (keras.applications constructor name, pixel normalisation it expects). "raw" backbones take
+# 0..255 pixels and normalise inside the model (MobileNetV3, EfficientNet(V2) and ConvNeXt carry their own
+# rescaling / ImageNet normalisation layers); the others need the pipeline's `normalize_image` mode.
+# Region grids at 224 px (P = h x w, C): MobileNetV3Large 7x7x960, EfficientNetV2B0 7x7x1280,
+# EfficientNetV2S 7x7x1280, ConvNeXtTiny 7x7x768, ResNet152V2 7x7x2048, InceptionV3 5x5x2048.
 BACKBONES = {
     "small_cnn": (None, "unit"),
     "MobileNetV3Small": ("MobileNetV3Small", "raw"),
     "MobileNetV3Large": ("MobileNetV3Large", "raw"),
     "EfficientNetB0": ("EfficientNetB0", "raw"),
+    "EfficientNetV2B0": ("EfficientNetV2B0", "raw"),
+    "EfficientNetV2B3": ("EfficientNetV2B3", "raw"),
+    "EfficientNetV2S": ("EfficientNetV2S", "raw"),
+    "ConvNeXtTiny": ("ConvNeXtTiny", "raw"),
+    "ConvNeXtSmall": ("ConvNeXtSmall", "raw"),
     "ResNet50": ("ResNet50", "caffe"),
+    "ResNet152V2": ("ResNet152V2", "tf"),
     "InceptionV3": ("InceptionV3", "tf"),
 }
+
+# Constructors whose built-in preprocessing is optional: kept on, so they take 0..255 pixels ("raw").
+_OWN_PREPROCESSING = ("MobileNetV3", "EfficientNetV2", "ConvNeXt")
 
 
 def normalization_for(backbone):
@@ -63,7 +76,7 @@ def build_backbone(backbone, image_size, weights=None):
     if weights not in (None, "imagenet") and not os.path.isfile(weights):
         raise EncoderWeightsError(f"Encoder weights file {weights} does not exist")
     kwargs = dict(include_top=False, weights=weights, input_shape=(image_size, image_size, 3))
-    if backbone.startswith("MobileNetV3"):
+    if backbone.startswith(_OWN_PREPROCESSING):
         kwargs["include_preprocessing"] = True
     try:
         return getattr(keras.applications, constructor)(**kwargs)
