@@ -63,18 +63,43 @@ def test_cache_key_changes_with_encoder_image_size_and_data(tmp_path, train_spli
     assert features.cache_key(frozen_encoder(0), moved) != before
 
 
-def test_an_interrupted_build_is_not_taken_for_a_cache(tmp_path, train_split):
+def test_an_interrupted_build_is_not_taken_for_a_cache_and_resumes(tmp_path, train_split, monkeypatch):
+    monkeypatch.setattr(features, "RECORDS_PER_SHARD", 16)
     encoder = frozen_encoder()
-    examples = train_split.examples[:40]
+    examples = train_split.examples[:56]  # shards of 16, 16, 16, 8
+    reports = []
 
-    def crash(done, total):
-        raise KeyboardInterrupt()
+    def crash_after_two_shards(done, total):
+        reports.append(done)
+        if done >= 40:
+            raise KeyboardInterrupt()
 
     with pytest.raises(KeyboardInterrupt):
-        features.ensure(encoder, examples, str(tmp_path), batch_size=16, progress=crash)
-    assert all(".partial-" in name for name in os.listdir(tmp_path))
-    cache, built = features.ensure(encoder, examples, str(tmp_path), batch_size=16, progress=None)
-    assert built and cache.count == 40
+        features.ensure(encoder, examples, str(tmp_path), batch_size=8, progress=crash_after_two_shards)
+    assert reports[0] == 0 and reports[-1] == 40
+    partial = [name for name in os.listdir(tmp_path) if name.endswith(".partial")]
+    assert len(partial) == 1 and features.open_cache(str(tmp_path / partial[0]).removesuffix(".partial")) is None
+    # Two shards complete under their names; the third, cut at 8 of 16 records, only under its temporary one.
+    assert sorted(os.listdir(tmp_path / partial[0])) == [
+        "shard-00000-of-00004.tfrecord", "shard-00001-of-00004.tfrecord", "shard-00002-of-00004.tfrecord.partial"]
+
+    reports.clear()
+    cache, built = features.ensure(encoder, examples, str(tmp_path), batch_size=8, 
+                                   progress=lambda done, total: reports.append(done))
+    assert built and cache.count == 56 and reports[0] == 32 and reports[-1] == 56  # resumed at shard 2
+    indices, regions = zip(*[(int(i), r.numpy()) for i, r in cache.regions()])
+    assert list(indices) == list(range(56))
+    fresh, _ = features.ensure(encoder, examples, str(tmp_path / "fresh"), batch_size=8, progress=None)
+    np.testing.assert_array_equal(np.stack(regions), np.stack([r.numpy() for _, r in fresh.regions()]))
+
+
+def test_progress_reports_rate_and_time_left(capsys):
+    progress = features.Progress(interval=0.0)
+    for done in (0, 50, 100):
+        progress(done, 100)
+    lines = capsys.readouterr().err.split("\n")  # not a terminal: a line per report, none for the start
+    assert lines[0].startswith("\rFeature cache: 50/100 images, ") and " images/s, " in lines[0]
+    assert lines[1].startswith("\rFeature cache: 100/100 images, ") and lines[1].endswith(" left")
 
 
 def test_region_batches_match_image_batches(tmp_path, train_split):

@@ -12,21 +12,25 @@ where `index` is the example's position in its split. The key is a hash of
 everything the regions depend on: the backbone's name and weight values, the
 image size, the pixel normalisation, the storage format, and every image
 file's path, size and modification time, in order. A change to any of them
-gives a new key, so a stale cache is never read. A cache is written into a
-temporary folder and renamed into place when complete, so an interrupted
-build is never mistaken for a cache; concurrent builders (several workers)
-each write their own and the first rename wins.
+gives a new key, so a stale cache is never read. A cache is written into
+`<key>.partial/`, a shard at a time (each under a temporary name until
+closed), and renamed into place when complete, so an interrupted build is
+never mistaken for a cache, and rerunning resumes it after its last complete
+shard instead of starting over. Concurrent builders (several workers) take
+turns on `<key>.lock`: the first builds, the others then find it built.
 
 Regions are stored as float16 (half the bytes; their values are far inside its
 range, which is checked), and read back as float32.
 """
 
+import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import json
 import os
-import shutil
 import sys
+import time
 
 import keras
 import numpy as np
@@ -113,9 +117,32 @@ def cache_key(encoder, examples):
     return digest.hexdigest()[:24]
 
 
-def _progress(done, total):
-    print(f"\rFeature cache: {done}/{total} images", end="\n" if done == total else "", file=sys.stderr,
-          flush=True)
+class Progress:
+    """Prints `Feature cache: done/total images, N images/s, ETA` to stderr, at most every 2 s.
+
+    Over 123k MS COCO images a build takes hours on a CPU; the rate and the time left say
+    whether to wait. On a terminal the line is rewritten in place, in a log it is one line per report.
+    """
+
+    def __init__(self, label="Feature cache", interval=2.0, stream=None):
+        self.label, self.interval, self.stream = label, interval, stream or sys.stderr
+        self.started = self.last = None
+        self.first = 0
+
+    def __call__(self, done, total):
+        now = time.monotonic()
+        if self.started is None:
+            self.started, self.last, self.first = now, now, done
+            return
+        if done < total and now - self.last < self.interval:
+            return
+        self.last = now
+        rate = (done - self.first) / max(now - self.started, 1e-9)
+        left = (total - done) / rate if rate > 0 else float("inf")
+        eta = f"{left // 60:.0f} min {left % 60:02.0f} s" if np.isfinite(left) else "?"
+        end = "\n" if done == total or not self.stream.isatty() else ""
+        print(f"\r{self.label}: {done}/{total} images, {rate:.1f} images/s, {eta} left", end=end,
+              file=self.stream, flush=True)
 
 
 def _serialize(index, regions):
@@ -125,26 +152,92 @@ def _serialize(index, regions):
     })).SerializeToString()
 
 
-def build(encoder, examples, directory, batch_size=64, progress=_progress):
+def _shard_names(count):
+    num_shards = max(1, -(-count // RECORDS_PER_SHARD))
+    return [f"shard-{i:05d}-of-{num_shards:05d}.tfrecord" for i in range(num_shards)]
+
+
+def _completed_shards(partial, names):
+    """How many shards, from the first, an earlier build left complete in `partial`.
+
+    A shard is written under a temporary name and renamed when closed, so a shard under its own
+    name is whole.
+    """
+    done = 0
+    while done < len(names) and os.path.exists(os.path.join(partial, names[done])):
+        done += 1
+    return done
+
+
+@contextlib.contextmanager
+def _build_lock(directory):
+    """Holds `directory.lock` while this process builds: a second builder (another worker) waits.
+
+    Returns once the lock is held; the file stays (it is empty), the lock dies with the process.
+    """
+    with open(f"{directory}.lock", "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"Feature cache: another process is building {directory}; waiting for it", file=sys.stderr,
+                  flush=True)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def build(encoder, examples, directory, batch_size=64, progress=True):
     """Computes the regions of `examples` with `encoder`'s backbone and writes a cache at `directory`.
 
-    Writes into `directory.partial-PID` and renames it to `directory` when complete. If another process
-    completed the same cache first, keeps theirs.
+    Writes into `directory.partial`, one shard of `RECORDS_PER_SHARD` images at a time, and renames
+    it to `directory` when complete. An interrupted build resumes after its last complete shard
+    (the folder's name is the cache key, so what it holds was computed from the same backbone and
+    images). One process builds at a time (`directory.lock`); one that waited finds the cache built.
+
+    Args:
+        progress: callable `(done, total)` called after each batch, True for a `Progress` line on stderr,
+            or None for silence.
 
     Returns:
         `FeatureCache`.
     """
     if not examples:
         raise ValueError("A feature cache needs at least one image")
-    partial = f"{directory}.partial-{os.getpid()}"
-    shutil.rmtree(partial, ignore_errors=True)
-    os.makedirs(partial)
-    count = len(examples)
-    num_shards = max(1, -(-count // RECORDS_PER_SHARD))
-    names = [f"shard-{i:05d}-of-{num_shards:05d}.tfrecord" for i in range(num_shards)]
+    if progress is True:
+        progress = Progress()
+    with _build_lock(directory):
+        cache = open_cache(directory)
+        if cache is not None:
+            return cache
+        partial = f"{directory}.partial"
+        os.makedirs(partial, exist_ok=True)
+        count, names = len(examples), _shard_names(len(examples))
+        start = _completed_shards(partial, names) * RECORDS_PER_SHARD
+        if start:
+            print(f"Feature cache: resuming an interrupted build at image {start} of {count}", file=sys.stderr,
+                  flush=True)
+        if start < count:
+            _write_shards(encoder, examples, partial, names, start, batch_size, progress)
+        manifest = {"version": FORMAT_VERSION, "count": count, "num_regions": encoder.num_regions,
+                    "channels": encoder.region_channels, "dtype": STORAGE_DTYPE, "shards": names,
+                    "backbone": encoder.backbone_name, "image_size": encoder.image_size,
+                    "normalization": encoder.normalization, "first_image": examples[0].path}
+        with files.replacing(os.path.join(partial, MANIFEST)) as temporary, open(temporary, "w") as handle:
+            json.dump(manifest, handle, indent=2)
+        files.publish_folder(partial, directory, MANIFEST)
+    return open_cache(directory)
+
+
+def _write_shards(encoder, examples, partial, names, start, batch_size, progress):
+    """Writes the shards holding images `start`.. of `examples` (`start` begins a shard)."""
     compute = tf.function(lambda images: encoder.regions(images, training=False))
-    images = image_dataset([e.path for e in examples], encoder.image_size, encoder.normalization, batch_size)
-    index, writer = 0, None
+    count = len(examples)
+    images = image_dataset([e.path for e in examples[start:]], encoder.image_size, encoder.normalization, batch_size)
+    index, writer, shard_path = start, None, None
+    if progress:
+        progress(index, count)
     try:
         for batch in images:
             grids = compute(batch).numpy()
@@ -153,25 +246,20 @@ def build(encoder, examples, directory, batch_size=64, progress=_progress):
                 raise ValueError(f"{encoder.backbone_name} regions reach {peak:g}, beyond float16's range: "
                                  "this backbone cannot use the feature cache")
             for grid in grids.astype(np.float16):
-                if index % RECORDS_PER_SHARD == 0:
-                    if writer is not None:
-                        writer.close()
-                    writer = tf.io.TFRecordWriter(os.path.join(partial, names[index // RECORDS_PER_SHARD]))
+                if writer is None:
+                    shard_path = os.path.join(partial, names[index // RECORDS_PER_SHARD])
+                    writer = tf.io.TFRecordWriter(files.partial_name(shard_path))
                 writer.write(_serialize(index, grid))
                 index += 1
+                if index % RECORDS_PER_SHARD == 0 or index == count:
+                    writer.close()
+                    writer = None
+                    files.commit(files.partial_name(shard_path), shard_path)
             if progress:
                 progress(index, count)
     finally:
         if writer is not None:
             writer.close()
-    manifest = {"version": FORMAT_VERSION, "count": count, "num_regions": encoder.num_regions,
-                "channels": encoder.region_channels, "dtype": STORAGE_DTYPE, "shards": names,
-                "backbone": encoder.backbone_name, "image_size": encoder.image_size,
-                "normalization": encoder.normalization, "first_image": examples[0].path}
-    with open(os.path.join(partial, MANIFEST), "w") as handle:
-        json.dump(manifest, handle, indent=2)
-    files.publish_folder(partial, directory, MANIFEST)
-    return open_cache(directory)
 
 
 def open_cache(directory):
@@ -189,7 +277,7 @@ def open_cache(directory):
     return FeatureCache(directory, manifest["count"], manifest["num_regions"], manifest["channels"], files)
 
 
-def ensure(encoder, examples, root=None, batch_size=64, progress=_progress):
+def ensure(encoder, examples, root=None, batch_size=64, progress=True):
     """The cache of `encoder` over `examples` under `root`: reused if complete, else built.
 
     Returns:
