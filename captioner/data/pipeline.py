@@ -108,6 +108,17 @@ def pad_length(tensor, length):
     return tf.ensure_shape(padded, tensor.shape[:-1].concatenate([length]))
 
 
+def captions_tensor(examples):
+    """The examples' captions as a ragged `[N, (n)]` string tensor.
+
+    Built from one flat list and the row lengths (0.1 s for 113k images here;
+    `tf.ragged.constant` walks the nested lists in Python, about 20 times slower).
+    """
+    flat = [caption for e in examples for caption in e.captions]
+    lengths = [len(e.captions) for e in examples]
+    return tf.RaggedTensor.from_row_lengths(tf.constant(flat, tf.string), tf.constant(lengths, tf.int64))
+
+
 def caption_dataset(examples, tokenizer, image_size, normalization, batch_size, captions_per_image=5,
                     max_length=30, training=True, cache_images=False, seed=0, drop_remainder=False,
                     static_shapes=False):
@@ -131,7 +142,7 @@ def caption_dataset(examples, tokenizer, image_size, normalization, batch_size, 
     if not examples:
         raise ValueError("caption_dataset needs at least one example")
     paths = tf.constant([e.path for e in examples])
-    captions = tf.ragged.constant([list(e.captions) for e in examples])
+    captions = captions_tensor(examples)
     dataset = tf.data.Dataset.from_tensor_slices((paths, captions))
     shuffle = lambda ds: ds.shuffle(len(examples), seed=seed, reshuffle_each_iteration=True)  # noqa: E731
     if training and not cache_images:
@@ -161,7 +172,7 @@ def region_caption_dataset(regions, examples, tokenizer, batch_size, captions_pe
     """
     if not examples:
         raise ValueError("region_caption_dataset needs at least one example")
-    captions = tf.ragged.constant([list(e.captions) for e in examples])
+    captions = captions_tensor(examples)
     dataset = regions.map(lambda index, grid: (grid, captions[index]), num_parallel_calls=AUTOTUNE)
     return _caption_batches(dataset, "regions", lambda grid: grid, tokenizer, batch_size, captions_per_image,
                             max_length, training, seed, drop_remainder, static_shapes)
