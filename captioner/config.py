@@ -60,6 +60,8 @@ class Config:
         backup_steps: int, back the training state up every this many steps (and at each epoch end);
             0 backs up at epoch ends only.
         eval_batch_size: int, images per step when generating captions.
+        val_images: int, validation uses the first this many images of the val split (its loss, and the
+            greedy captions scored each epoch for early stopping): bounds an epoch's validation cost.
         search_images: int, validation images on which the decoding default (beam size, length
             penalty) is chosen by CIDEr-D at the end of training; 0 keeps greedy decoding.
     """
@@ -103,6 +105,7 @@ class Config:
     feature_cache_dir: typing.Optional[str] = None
     backup_steps: int = 100
     eval_batch_size: int = 100
+    val_images: int = 1000
     search_images: int = 500
 
     def to_json(self):
@@ -130,7 +133,7 @@ class Config:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         positive = ("image_size", "captions_per_image", "max_length", "min_count", "feature_dim",
                     "embed_dim", "hidden_dim", "model_dim", "attention_dim", "num_layers", "num_heads",
-                    "batch_size", "epochs", "eval_batch_size")
+                    "batch_size", "epochs", "eval_batch_size", "val_images")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")

@@ -94,7 +94,7 @@ STAGE_DEFAULTS = {
 GENERIC_DEFAULTS = dict(learning_rate=5e-5, epochs=10, steps_per_epoch=None, patience=3)
 # Config fields the stage may change (flags of `python -m captioner.train --scst-from`); the model's are fixed.
 STAGE_FIELDS = ("learning_rate", "epochs", "steps_per_epoch", "patience", "batch_size", "clipnorm", "seed",
-                "backup_steps", "eval_batch_size", "search_images", "data_root", "karpathy_json",
+                "backup_steps", "eval_batch_size", "val_images", "search_images", "data_root", "karpathy_json",
                 "skip_missing_images", "feature_cache", "feature_cache_dir", "train_encoder", "precision")
 
 
@@ -263,7 +263,8 @@ class ValidationCider(training.ValidationBleu):
         return ["cider_d"] + [f"nltk_bleu_{n}" for n in range(1, 5)]
 
     def describe(self, scores):
-        return f"val CIDEr-D {scores['cider_d']:.4f}, nltk BLEU-4 {scores['nltk_bleu_4']:.4f} (greedy)"
+        return (f"val CIDEr-D {scores['cider_d']:.4f}, nltk BLEU-4 {scores['nltk_bleu_4']:.4f} (greedy, "
+                f"{len(self.split.examples)} images)")
 
 
 # ---------------------------------------------------------------- the stage
@@ -384,10 +385,11 @@ def train(parent, run_dir, overrides=None, samples=5, baseline="mean", temperatu
         train_data, steps = _datasets(config, data, captioner, strategy)
         trainer.compile(optimizer=keras.optimizers.Adam(config.learning_rate, clipnorm=config.clipnorm),
                         jit_compile=False)
-    validation = ValidationCider(captioner, data.val, config.eval_batch_size, strategy=strategy)
+    validation = ValidationCider(captioner, data.val, config.eval_batch_size, config.val_images, strategy=strategy)
     parent_score = None
     if chief:  # what an epoch must beat to be kept: the stage never ships a model worse than its parent
-        parent_score = ValidationCider(parent_model, data.val, config.eval_batch_size).score()["cider_d"]
+        parent_score = ValidationCider(parent_model, data.val, config.eval_batch_size,
+                                       config.val_images).score()["cider_d"]
         training.log(f"Parent's val CIDEr-D {parent_score:.4f} (greedy): an epoch is kept only if it beats it")
     all_callbacks = training.callbacks(config, run_dir, data, captioner, strategy, validation=validation,
                                        initial_best=parent_score)

@@ -147,7 +147,7 @@ class ValidationBleu(keras.callbacks.Callback):
         return score_split(self.captioner, self.split, self.batch_size, progress=False)[0]
 
     def describe(self, scores):
-        return f"val nltk BLEU-4 {scores['nltk_bleu_4']:.4f} (greedy, 0-1)"
+        return f"val nltk BLEU-4 {scores['nltk_bleu_4']:.4f} (greedy, 0-1, {len(self.split.examples)} images)"
 
     def on_epoch_end(self, epoch, logs=None):
         if is_chief(self.strategy):
@@ -162,6 +162,35 @@ class ValidationBleu(keras.callbacks.Callback):
 
     def score_names(self):
         return [f"nltk_bleu_{n}" for n in range(1, 5)]
+
+
+class EpochTimes(keras.callbacks.Callback):
+    """Logs where each epoch's time went: training steps, the validation loss pass, the validation captions.
+
+    Placed right after the validation callback, whose captions are decoded in its `on_epoch_end`.
+    """
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.began = self.trained = time.time()
+        self.steps, self.validation = 0, (0.0, 0.0)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.steps += 1
+        self.trained = time.time()
+
+    def on_test_begin(self, logs=None):
+        self.validation = (time.time(), time.time())
+
+    def on_test_end(self, logs=None):
+        self.validation = (self.validation[0], time.time())
+
+    def on_epoch_end(self, epoch, logs=None):
+        trained = self.trained - self.began
+        loss = self.validation[1] - self.validation[0]
+        captions = time.time() - max(self.trained, self.validation[1])
+        log(f"epoch {epoch + 1}: {self.steps} training steps in {trained:.1f} s "
+            f"({self.steps / max(trained, 1e-9):.2f} steps/s); validation loss {loss:.1f} s, "
+            f"validation captions {captions:.1f} s")
 
 
 class BestCheckpoint(keras.callbacks.ModelCheckpoint):
@@ -315,7 +344,8 @@ def callbacks(config, run_dir, data, captioner, strategy=None, validation=None, 
     logged figure and `initial_best` (a fine-tuning stage's parent's).
     """
     if validation is None:
-        validation = ValidationBleu(captioner, data.val, config.eval_batch_size, strategy=strategy)
+        validation = ValidationBleu(captioner, data.val, config.eval_batch_size, config.val_images,
+                                    strategy=strategy)
     monitor = validation.monitor
     stopping = keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=config.patience)
     backup = RunBackup(os.path.join(run_dir, BACKUP), config.backup_steps or "epoch", write=is_chief(strategy),
@@ -324,6 +354,7 @@ def callbacks(config, run_dir, data, captioner, strategy=None, validation=None, 
         return [validation, stopping, backup]
     return [
         validation,
+        EpochTimes(),
         BestCheckpoint(os.path.join(run_dir, runs.BEST_WEIGHTS), monitor=monitor, mode="max",
                        initial_value_threshold=max([v for v in (best_logged(run_dir, monitor), initial_best)
                                                     if v is not None], default=None)),
@@ -422,10 +453,11 @@ def _training_datasets(config, data, captioner, strategy):
     static = config.jit_compile or isinstance(strategy, tf.distribute.TPUStrategy)
     common = dict(batch_size=config.batch_size, captions_per_image=config.captions_per_image,
                   max_length=config.max_length, drop_remainder=distributed, static_shapes=static)
+    val_split = dataclasses.replace(data.val, examples=data.val.examples[:config.val_images])
     if config.feature_cache:
         root = config.feature_cache_dir or features.default_root()
         caches = {}
-        for split in (data.train, data.val):
+        for split in (data.train, val_split):
             caches[split.name], built = features.ensure(captioner.encoder, split.examples, root,
                                                         config.eval_batch_size)
             log(f"Feature cache of {split.name}: {caches[split.name].directory} "
@@ -433,14 +465,14 @@ def _training_datasets(config, data, captioner, strategy):
         train = region_caption_dataset(caches[data.train.name].regions(training=True, seed=config.seed),
                                        data.train.examples, captioner.tokenizer, training=True, seed=config.seed,
                                        **common)
-        val = region_caption_dataset(caches[data.val.name].regions(), data.val.examples, captioner.tokenizer,
+        val = region_caption_dataset(caches[val_split.name].regions(), val_split.examples, captioner.tokenizer,
                                      training=False, **common)
     else:
         images = dict(image_size=config.image_size, normalization=captioner.normalization,
                       cache_images=config.cache_images)
         train = caption_dataset(data.train.examples, captioner.tokenizer, training=True, seed=config.seed,
                                 **images, **common)
-        val = caption_dataset(data.val.examples, captioner.tokenizer, training=False, **images, **common)
+        val = caption_dataset(val_split.examples, captioner.tokenizer, training=False, **images, **common)
     full_batches = len(data.train.examples) // config.batch_size
     if distributed and full_batches == 0:
         raise ValueError(f"The train split has {len(data.train.examples)} images, fewer than one global batch "
@@ -489,6 +521,8 @@ def train(config, run_dir, verbose="auto", extra_callbacks=(), distribute="none"
     resuming = check_run_dir(run_dir, config)  # before any work: data generation or reading can take minutes
     keras.utils.set_random_seed(config.seed)
     data = load_data(config)
+    log(f"Data: {data.root}: {len(data.train.examples)} train / {len(data.val.examples)} val / "
+        f"{len(data.test.examples)} test images, read in {time.time() - started:.1f} s")
     # Pretrained weights before the run folder is written: a failed download must not leave a folder
     # that the suggested `--encoder-weights none` would then refuse as "another config".
     encoders.check_weights(config.encoder, config.image_size, config.encoder_weights)
@@ -497,9 +531,9 @@ def train(config, run_dir, verbose="auto", extra_callbacks=(), distribute="none"
     elif chief:  # written once the data is known to be usable
         os.makedirs(run_dir, exist_ok=True)
         runs.write_json(os.path.join(run_dir, runs.CONFIG), config.to_json())
+    counted = time.time()
     vocabulary = build_vocabulary(config, data, run_dir, write=chief)
-    log(f"Data: {data.root}: {len(data.train.examples)} train / {len(data.val.examples)} val / "
-        f"{len(data.test.examples)} test images; vocabulary {len(vocabulary)} tokens")
+    log(f"Vocabulary: {len(vocabulary)} tokens ({time.time() - counted:.1f} s)")
     if strategy is not None:
         log(f"Distribution: {type(strategy).__name__}, {strategy.num_replicas_in_sync} replicas, global batch "
             f"{config.batch_size} images ({config.batch_size // strategy.num_replicas_in_sync} per replica); "

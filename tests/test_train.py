@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -200,7 +201,8 @@ def test_without_a_test_split_the_final_metrics_are_labelled_val(tmp_path, small
     root = tmp_path / "no-test"
     shutil.copytree(small_shapes, root)
     os.remove(root / "annotations" / "captions_test.json")
-    config = config_lib.preset("tiny", data_root=str(root), epochs=1, steps_per_epoch=3, search_images=0)
+    config = config_lib.preset("tiny", data_root=str(root), epochs=1, steps_per_epoch=3, search_images=0,
+                               val_images=10)
     run_dir = str(tmp_path / "run")
     metrics = training.train(config, run_dir, verbose=0)
     assert metrics["split"] == "val" and metrics["held_out"] is False and metrics["images"] == 30
@@ -209,4 +211,10 @@ def test_without_a_test_split_the_final_metrics_are_labelled_val(tmp_path, small
     assert not os.path.exists(os.path.join(run_dir, "predictions_test.json"))
     printed = training.format_metrics(metrics)
     assert printed.startswith("Final metrics on the val split, not a held-out test split") and "Test" not in printed
-    assert "labelled val" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "labelled val" in err
+    # Validation is bounded by --val-images (the final metrics still cover the whole split), and each
+    # epoch says where its time went.
+    assert "(greedy, 0-1, 10 images)" in err and metrics["images"] == 30
+    assert re.search(r"epoch 1: 3 training steps in [\d.]+ s \([\d.]+ steps/s\); validation loss [\d.]+ s, "
+                     r"validation captions [\d.]+ s", err)
