@@ -15,6 +15,7 @@ import contextlib
 import io
 import shutil
 import sys
+import time
 
 from captioner.data.coco import DatasetError
 
@@ -52,6 +53,21 @@ def _quietly(fn, *args):
         return fn(*args)
 
 
+class _StageTimes:
+    """Reports each scorer's seconds on stderr when a split is large enough for them to take a while."""
+
+    LARGE = 1000
+
+    def __init__(self, images):
+        self.images, self.last = images, time.time()
+
+    def __call__(self, stage):
+        if self.images >= self.LARGE:
+            print(f"COCO scorers, {self.images} images: {stage} done ({time.time() - self.last:.1f} s)",
+                  file=sys.stderr, flush=True)
+        self.last = time.time()
+
+
 def score(references, predictions, use_java=None):
     """COCO caption metrics of `predictions` against `references`.
 
@@ -73,6 +89,7 @@ def score(references, predictions, use_java=None):
     if not predictions:
         raise ValueError("nothing to score: no predictions")
     use_java = java_available() if use_java is None else use_java
+    report = _StageTimes(len(predictions))
     gts = {i: [{"caption": c} for c in references[i]] for i in predictions}
     res = {i: [{"caption": predictions[i]}] for i in predictions}
     if use_java:
@@ -80,11 +97,13 @@ def score(references, predictions, use_java=None):
 
         tokenizer = PTBTokenizer()
         gts, res = _quietly(tokenizer.tokenize, gts), _quietly(tokenizer.tokenize, res)
+        report("PTB tokenizer")
     else:
         print("Java was not found: the PTB tokenizer and METEOR need it. Reporting BLEU, ROUGE-L and CIDEr-D "
               "on a Python tokenisation instead; they can differ slightly from the official numbers.",
               file=sys.stderr)
         gts, res = _python_tokenize(gts), _python_tokenize(res)
+        report("Python tokenisation")
     scorers = [(Bleu(4), ["coco_bleu_1", "coco_bleu_2", "coco_bleu_3", "coco_bleu_4"]),
                (Rouge(), ["coco_rouge_l"]), (Cider(), ["coco_cider_d"])]
     if use_java:
@@ -102,6 +121,7 @@ def score(references, predictions, use_java=None):
                 per_image[image_id][name] = float(v)
         if hasattr(scorer, "meteor_p"):
             scorer.meteor_p.kill()  # pycocoevalcap leaves its Java process running
+        report(type(scorer).__name__)
     metrics["tokenizer"] = "PTB (Stanford CoreNLP)" if use_java else "python (no Java: not PTB)"
     return metrics, per_image
 
