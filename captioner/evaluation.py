@@ -1,9 +1,12 @@
-"""Captioning a split and scoring it: COCO metrics, nltk BLEU and, on Shapes, object F1 and attention pointing."""
+"""Captioning a split and scoring it: COCO metrics, nltk BLEU, CHAIR where the split has instance annotations
+and, on Shapes, object F1 and attention pointing."""
 
 import os
+import sys
 
 import keras
 
+from captioner import chair
 from captioner import coco_eval
 from captioner import metrics as metrics_lib
 from captioner.data import coco
@@ -51,11 +54,17 @@ def score_predictions(references, predictions, use_java=None):
 
 
 def shapes_instances(root, split_name):
-    """Objects of each image from a Shapes `instances_<split>.json`, or None if the root has none."""
+    """Objects of each image from a Shapes `instances_<split>.json`, or None if the root has none.
+
+    An instances file whose annotations have no `color` is MS COCO's kind, not Shapes': None too.
+    """
     path = os.path.join(root, "annotations", f"instances_{split_name}.json")
     if not os.path.exists(path):
         return None
     payload = coco.load_json(path, "instances file")
+    annotations = payload.get("annotations") if isinstance(payload, dict) else None
+    if not annotations or not all(isinstance(a, dict) and "color" in a for a in annotations):
+        return None
     names = {c["id"]: c["name"] for c in payload["categories"]}
     sizes = {i["id"]: (i["width"], i["height"]) for i in payload["images"]}
     objects = {image_id: [] for image_id in sizes}
@@ -65,9 +74,13 @@ def shapes_instances(root, split_name):
     return objects, sizes
 
 
-def shapes_figures(outputs, root, split_name, grid_shape):
-    """Object F1 and attention pointing (Shapes spec) of captioned outputs; {} when not Shapes data."""
-    found = shapes_instances(root, split_name)
+def shapes_figures(outputs, root, split_name, grid_shape, found=None):
+    """Object F1 and attention pointing (Shapes spec) of captioned outputs; {} when not Shapes data.
+
+    Args:
+        found: the `shapes_instances` of the split if already read (it is read here otherwise).
+    """
+    found = shapes_instances(root, split_name) if found is None else found
     if found is None:
         return {}
     objects, sizes = found
@@ -79,6 +92,46 @@ def shapes_figures(outputs, root, split_name, grid_shape):
             captions, [o["attention"] for o in outputs], [objects[i] for i in ids], grid_shape,
             [sizes[i] for i in ids]))
     return figures
+
+
+def chair_figures(outputs, split, root, shapes_objects=None):
+    """CHAIR (`captioner.chair`) of captioned outputs, where the split has instance annotations.
+
+    On Shapes data (`shapes_objects`, from `shapes_instances`) an object is a
+    colour and a shape; otherwise the MS COCO instance files covering the split's
+    images are read (`chair.instance_objects`). Each image's ground truth is its
+    annotated objects and those its references mention, as in Rohrbach et al.
+
+    Args:
+        outputs: list of dicts with `image_id` and `caption`.
+        split: `captioner.data.coco.Split` that was captioned.
+        root: str, the dataset root.
+        shapes_objects: image_id -> list of Shapes objects, or None.
+
+    Returns:
+        `(figures, hallucinated)`: the `chair.chair` figures plus `chair_vocabulary`, and image_id -> the
+        hallucinated object keys of its caption; `({}, {})` without instance annotations.
+    """
+    if shapes_objects is not None:
+        instances = {i: {chair.shapes_key(o["colour"], o["shape"]) for o in objects}
+                     for i, objects in shapes_objects.items()}
+        extract, vocabulary = chair.shapes_mentions, "Shapes colour-shape objects"
+    else:
+        instances = chair.instance_objects(split, root)
+        extract, vocabulary = chair.coco_mentions, "MS COCO categories, synonyms and plurals (captioner/chair.py)"
+        if instances is None:
+            files = chair.instance_files(split, root) or {}
+            absent = [p for p in sorted(files) if not os.path.isfile(p)]
+            if len(absent) < len(files):  # some of the split's instance files are here, not all
+                print(f"CHAIR left out: the split's images need {', '.join(absent)}, which do not exist",
+                      file=sys.stderr)
+            return {}, {}
+    ids = [o["image_id"] for o in outputs]
+    references = references_of(split)
+    truths = chair.ground_truth([instances.get(i, set()) for i in ids], [references[i] for i in ids], extract)
+    figures, hallucinated = chair.chair([o["caption"] for o in outputs], truths, extract)
+    figures["chair_vocabulary"] = vocabulary
+    return figures, dict(zip(ids, hallucinated))
 
 
 def evaluate_model(model, split, root, batch_size=64, beam_size=None, alpha=None, use_java=None, progress=True):
@@ -95,7 +148,12 @@ def evaluate_model(model, split, root, batch_size=64, beam_size=None, alpha=None
         # COCO scorers reject empty hypotheses; a model may still produce one.
         predictions.update({i: "<empty>" for i in empty})
     metrics, per_image = score_predictions(references_of(split), predictions, use_java)
-    metrics.update(shapes_figures(outputs, root, split.name, model.encoder.grid_shape))
+    found = shapes_instances(root, split.name)
+    metrics.update(shapes_figures(outputs, root, split.name, model.encoder.grid_shape, found))
+    figures, hallucinated = chair_figures(outputs, split, root, found[0] if found else None)
+    metrics.update(figures)
+    for image_id, names in hallucinated.items():
+        per_image[image_id]["chair_hallucinated"] = names
     metrics.update({"split": split.name, "images": len(outputs), "empty_captions": len(empty),
                     "decoding": "greedy" if beam_size == 1 else f"beam {beam_size}, alpha {alpha:g}",
                     "beam_size": beam_size, "length_penalty": alpha,
@@ -121,6 +179,14 @@ def format_table(metrics):
     if "attention_pointing" in metrics:
         lines.append(f"  attention pointing {metrics['attention_pointing']:.4f} "
                      f"({metrics['pointing_words']} colour/shape words)")
+    if "chair_i" in metrics:
+        lines.append("Object hallucination (CHAIR, Rohrbach et al. 2018; 0-1, lower is better)")
+        lines.append(f"  CHAIR-i    {metrics['chair_i']:.4f} ({metrics['chair_hallucinated_mentions']} of "
+                     f"{metrics['chair_mentions']} object mentions hallucinated)")
+        lines.append(f"  CHAIR-s    {metrics['chair_s']:.4f} ({metrics['chair_hallucinated_captions']} of "
+                     f"{metrics['chair_captions']} captions with one)")
+        if "chair_vocabulary" in metrics:
+            lines.append(f"  objects: {metrics['chair_vocabulary']}")
     if metrics.get("genericness"):
         lines.append("Genericness (shares 0-1 of the captions; vocabulary in distinct words)")
         lines.append(f"  {'decoding':<34} {'distinct':>8} {'vocab':>6} {'copied':>7} {'rep. bigram':>11}")
