@@ -46,7 +46,8 @@ from captioner.data.coco import DatasetError
 
 # Words and phrases naming each MS COCO category, singular; `plural` makes the plurals. Category names are
 # those of instances_{train,val}{2014,2017}.json. Left out on purpose, because they name something else too
-# often in captions: "pitcher" (a jug as often as a baseball player), "glass" (windows), "seat" (of a bike,
+# often in captions: "pitcher" (a jug as often as a baseball player), "glass" (windows), "glove" (worn;
+# "baseball glove" and "mitt" count), "seat" (of a bike,
 # a toilet, a car), "board", "ski" ("ski slope", "ski lift"; "skis" counts), "bag", "computer", "desk",
 # "monitor", "screen", "couple" ("a couple of"), "cook", "police" and the sports that share a ball's
 # name ("playing baseball").
@@ -63,7 +64,7 @@ COCO_SYNONYMS = types.MappingProxyType({
     "car": ("car", "automobile", "sedan", "taxi", "cab", "suv", "jeep", "van", "minivan"),
     "motorcycle": ("motorcycle", "motorbike", "motor bike", "motor cycle", "dirt bike", "scooter", "moped"),
     "airplane": ("airplane", "aeroplane", "air plane", "plane", "jet", "airliner", "jetliner", "aircraft"),
-    "bus": ("bus", "double decker"),
+    "bus": ("bus", "double decker", "double decker bus"),
     "train": ("train", "locomotive", "tram", "train car"),
     "truck": ("truck", "pickup truck", "lorry", "fire engine"),
     "boat": ("boat", "ship", "sailboat", "sail boat", "canoe", "kayak", "yacht", "ferry", "tugboat",
@@ -76,7 +77,7 @@ COCO_SYNONYMS = types.MappingProxyType({
     "bird": ("bird", "pigeon", "seagull", "gull", "duck", "goose", "swan", "parrot", "crow", "sparrow", "owl",
              "eagle", "hawk", "rooster"),
     "cat": ("cat", "kitten", "kitty"),
-    "dog": ("dog", "puppy", "pup"),
+    "dog": ("dog", "puppy", "pup", "bulldog", "bull dog"),
     "horse": ("horse", "pony", "foal", "stallion", "mare", "colt"),
     "sheep": ("sheep", "lamb", "ram", "ewe"),
     "cow": ("cow", "cattle", "bull", "calf", "ox", "heifer"),
@@ -95,7 +96,7 @@ COCO_SYNONYMS = types.MappingProxyType({
     "sports ball": ("sports ball", "ball"),
     "kite": ("kite",),
     "baseball bat": ("baseball bat", "bat"),
-    "baseball glove": ("baseball glove", "glove", "mitt", "baseball mitt", "catcher 's mitt"),
+    "baseball glove": ("baseball glove", "mitt", "baseball mitt", "catcher 's mitt"),
     "skateboard": ("skateboard", "skate board"),
     "surfboard": ("surfboard", "surf board"),
     "tennis racket": ("tennis racket", "racket", "tennis racquet", "racquet"),
@@ -146,7 +147,8 @@ COCO_SYNONYMS = types.MappingProxyType({
 # "baby animal" is no baby. Longest match makes them win over their parts; they count as no mention.
 NON_OBJECT_PHRASES = ("train track", "train station", "train platform", "bus stop", "bus station",
                       "bike lane", "bike path", "toilet paper", "mouse pad", "jet ski", "baby animal",
-                      "adult animal")
+                      "adult animal", "cd player", "dvd player", "record player", "mp3 player", "video player",
+                      "music player")
 
 # "baby elephant", "adult giraffe", "mother bear": the animal, not a person (as the authors' code rules).
 ANIMAL_QUALIFIERS = ("baby", "adult", "mother")
