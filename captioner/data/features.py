@@ -118,14 +118,16 @@ def cache_key(encoder, examples):
 
 
 class Progress:
-    """Prints `Feature cache: done/total images, N images/s, ETA` to stderr, at most every 2 s.
+    """Prints `Feature cache: done/total images, N images/s, ETA` to stderr.
 
-    Over 123k MS COCO images a build takes hours on a CPU; the rate and the time left say
-    whether to wait. On a terminal the line is rewritten in place, in a log it is one line per report.
+    Over 123k MS COCO images a build takes an hour or more on a CPU; the rate and the time left say
+    whether to wait. On a terminal the line is rewritten in place every 2 s; in a log it is one line
+    every 60 s (`interval` sets either), so an hours-long build does not flood a job's log.
     """
 
-    def __init__(self, label="Feature cache", interval=2.0, stream=None):
-        self.label, self.interval, self.stream = label, interval, stream or sys.stderr
+    def __init__(self, label="Feature cache", interval=None, stream=None):
+        self.label, self.stream = label, stream or sys.stderr
+        self.interval = interval if interval is not None else (2.0 if self.stream.isatty() else 60.0)
         self.started = self.last = None
         self.first = 0
 
@@ -189,6 +191,14 @@ def _build_lock(directory):
 
 
 def build(encoder, examples, directory, batch_size=64, progress=True):
+    """The cache of `examples` at `directory`, computed now unless another process completed it first.
+
+    See `build_or_wait`, which also says whether this process computed it.
+    """
+    return build_or_wait(encoder, examples, directory, batch_size, progress)[0]
+
+
+def build_or_wait(encoder, examples, directory, batch_size=64, progress=True):
     """Computes the regions of `examples` with `encoder`'s backbone and writes a cache at `directory`.
 
     Writes into `directory.partial`, one shard of `RECORDS_PER_SHARD` images at a time, and renames
@@ -201,7 +211,7 @@ def build(encoder, examples, directory, batch_size=64, progress=True):
             or None for silence.
 
     Returns:
-        `FeatureCache`.
+        `(FeatureCache, built)`: `built` is False when another process had completed it.
     """
     if not examples:
         raise ValueError("A feature cache needs at least one image")
@@ -210,7 +220,7 @@ def build(encoder, examples, directory, batch_size=64, progress=True):
     with _build_lock(directory):
         cache = open_cache(directory)
         if cache is not None:
-            return cache
+            return cache, False
         partial = f"{directory}.partial"
         os.makedirs(partial, exist_ok=True)
         count, names = len(examples), _shard_names(len(examples))
@@ -227,7 +237,7 @@ def build(encoder, examples, directory, batch_size=64, progress=True):
         with files.replacing(os.path.join(partial, MANIFEST)) as temporary, open(temporary, "w") as handle:
             json.dump(manifest, handle, indent=2)
         files.publish_folder(partial, directory, MANIFEST)
-    return open_cache(directory)
+    return open_cache(directory), True
 
 
 def _write_shards(encoder, examples, partial, names, start, batch_size, progress):
@@ -292,4 +302,4 @@ def ensure(encoder, examples, root=None, batch_size=64, progress=True):
                              "delete the folder to rebuild it")
         return cache, False
     os.makedirs(root, exist_ok=True)
-    return build(encoder, examples, directory, batch_size, progress), True
+    return build_or_wait(encoder, examples, directory, batch_size, progress)
