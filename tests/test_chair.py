@@ -172,3 +172,27 @@ def test_evaluate_writes_chair_on_a_shapes_run(trained_run, tmp_path, capsys):
     assert saved["chair_hallucinated_mentions"] <= round((1 - saved["object_precision"]) * named)
     per_image = {e["image_id"]: e["chair_hallucinated"] for e in json.load(open(out / "per_image.json"))}
     assert per_image == {i: [f"{c} {s}" for c, s in pairs] for i, pairs in missing.items()}
+
+
+def test_evaluate_on_an_ms_coco_tree_through_the_karpathy_split(trained_run, tmp_path, capsys):
+    # A run evaluated on another root shaped like MS COCO 2014 (the rehearsal tree: greyscale and portrait
+    # JPEGs, 5-7 captions, instances, Karpathy's file): CHAIR reads instances_val2014.json for the test split.
+    from captioner.data import rehearsal
+
+    tree = rehearsal.build(str(tmp_path / "coco"), scale=0.002, pool=8, progress=False).root
+    out = tmp_path / "eval"
+    assert evaluate.main([trained_run, "--data-root", tree, "--karpathy-json", os.path.join(tree, "dataset_coco.json"),
+                          "--split", "test", "--beam-size", "3", "--no-java", "--output-dir", str(out)]) == 0
+    saved = json.load(open(out / "metrics.json"))
+    test = coco.read_split(tree, "test", os.path.join(tree, "dataset_coco.json"))
+    assert saved["images"] == len(test.examples) == 10 and saved["chair_vocabulary"].startswith("MS COCO")
+    # The Shapes model names no COCO object; the references' objects count as present (as in the authors' code).
+    assert saved["chair_mentions"] == 0 and saved["chair_i"] == 0.0 and saved["chair_s"] == 0.0
+    assert "object_f1" not in saved  # not Shapes data
+    # A damaged instances file leaves CHAIR out, with the reason, and the evaluation still succeeds.
+    with open(os.path.join(tree, "annotations", "instances_val2014.json"), "w") as handle:
+        handle.write("{")
+    assert evaluate.main([trained_run, "--data-root", tree, "--karpathy-json", os.path.join(tree, "dataset_coco.json"),
+                          "--split", "test", "--no-java", "--output-dir", str(tmp_path / "again")]) == 0
+    assert "chair_i" not in json.load(open(tmp_path / "again" / "metrics.json"))
+    assert "CHAIR left out: Malformed JSON in instances file" in capsys.readouterr().err

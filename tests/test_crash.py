@@ -23,7 +23,8 @@ def read_rows(run_dir):
 def test_sigkill_mid_epoch_then_the_same_command_resumes_and_finishes(tmp_path, tiny_shapes):
     run_dir = str(tmp_path / "run")
     command = [sys.executable, "-m", "captioner.train", "--preset", "tiny", "--data-root", tiny_shapes,
-               "--search-images", "0", "--epochs", "3", "--backup-steps", "20", "--run-dir", run_dir, "--quiet"]
+               "--search-images", "0", "--epochs", "3", "--steps-per-epoch", "60", "--backup-steps", "10",
+               "--run-dir", run_dir, "--quiet"]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     state_path = os.path.join(run_dir, "backup", "state.json")
     first = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -34,7 +35,7 @@ def test_sigkill_mid_epoch_then_the_same_command_resumes_and_finishes(tmp_path, 
         while time.time() < deadline and first.poll() is None:
             if os.path.exists(state_path):
                 state = runs.read_json(state_path)
-                if state["epoch"] == 1 and state["batch"] >= 40:
+                if state["epoch"] == 1 and state["batch"] >= 20:
                     break
             time.sleep(0.05)
         assert first.poll() is None, first.communicate()[0][-3000:]
@@ -60,14 +61,14 @@ def test_sigkill_mid_epoch_then_the_same_command_resumes_and_finishes(tmp_path, 
     assert "Resuming the unfinished run" in output
     assert f"Restored the backup of epoch 2, batch {state['batch']} (optimizer step {state['step']})" in output
     assert "Epoch 1/3" not in output and "Epoch 2/3" in output  # resumed, not restarted
-    assert state["step"] >= 125 + 40
+    assert state["step"] >= 60 + 20
 
     rows = read_rows(run_dir)
     assert [r["epoch"] for r in rows] == ["0", "1", "2"]
     assert rows[0] == rows_before[0]  # the first process's epoch, kept
     assert runs.is_finished(run_dir) and not os.path.exists(os.path.join(run_dir, "backup"))
     metrics = runs.read_json(os.path.join(run_dir, runs.METRICS))
-    assert metrics["nltk_bleu_4"] > 0.2
+    assert metrics["nltk_bleu_4"] > 0.1  # untrained: < 0.05; a run of these 180 steps without a kill: 0.19
     for name in os.listdir(run_dir):
         assert ".partial" not in name and not name.endswith(".tmp")
     model = runs.load(run_dir)

@@ -120,13 +120,16 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 '''
 
+# Cross-entropy training, then a self-critical stage, under one MirroredStrategy in one process.
 MIRRORED = TWO_DEVICES + r'''
 from captioner import config as config_lib  # noqa: E402
-from captioner import training  # noqa: E402
+from captioner import scst, training  # noqa: E402
 
-data_root, run_dir = sys.argv[1:3]
+data_root, run_dir, parent, scst_dir = sys.argv[1:5]
 config = config_lib.preset("tiny", data_root=data_root, epochs=2, steps_per_epoch=12, search_images=0)
 training.train(config, run_dir, verbose=2, strategy=strategy)
+scst.train(parent, scst_dir, {"epochs": 1, "steps_per_epoch": 8, "search_images": 10}, verbose=2,
+           strategy=strategy)
 '''
 
 
@@ -140,32 +143,18 @@ def run_script(tmp_path, source, *args):
     return result
 
 
-def test_mirrored_strategy_over_two_local_devices(tmp_path, small_shapes):
-    run_dir = str(tmp_path / "run")
-    result = run_script(tmp_path, MIRRORED, small_shapes, run_dir)
+def test_cross_entropy_and_self_critical_training_under_a_mirrored_strategy(tmp_path, small_shapes, trained_run):
+    run_dir, scst_dir = str(tmp_path / "run"), str(tmp_path / "scst")
+    result = run_script(tmp_path, MIRRORED, small_shapes, run_dir, trained_run, scst_dir)
     assert "MirroredStrategy, 2 replicas, global batch 16 images (8 per replica); chief" in result.stderr
     assert runs.is_finished(run_dir)
     with open(os.path.join(run_dir, "log.csv")) as handle:
         losses = [float(row["loss"]) for row in csv.DictReader(handle)]
     assert len(losses) == 2 and losses[1] < losses[0]
 
-
-MIRRORED_SCST = TWO_DEVICES + r'''
-from captioner import scst  # noqa: E402
-
-parent, run_dir = sys.argv[1:3]
-scst.train(parent, run_dir, {"epochs": 1, "steps_per_epoch": 8, "search_images": 10}, verbose=2,
-           strategy=strategy)
-'''
-
-
-def test_self_critical_stage_under_a_mirrored_strategy(tmp_path, trained_run):
-    run_dir = str(tmp_path / "scst")
-    run_script(tmp_path, MIRRORED_SCST, trained_run, run_dir)
-    assert runs.is_finished(run_dir)
-    with open(os.path.join(run_dir, "log.csv")) as handle:
+    assert runs.is_finished(scst_dir)
+    with open(os.path.join(scst_dir, "log.csv")) as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 1 and float(rows[0]["reward"]) > 0 and float(rows[0]["val_cider_d"]) > 0
-    model = runs.load(run_dir)  # a plain float32 model, loadable without the strategy
-    assert_kept_only_if_better(run_dir, runs.load(trained_run), model)
-
+    model = runs.load(scst_dir)  # a plain float32 model, loadable without the strategy
+    assert_kept_only_if_better(scst_dir, runs.load(trained_run), model)
