@@ -30,7 +30,7 @@ here; the cost is the same):
    bound) on 192 images, and the validation, search and test captioning
    extrapolated from it.
 4. Feature-cache cost of each encoder in `--encoders` on this CPU (images/s at
-   the preset's image size, bytes/image, disk for the 118,287 cached images).
+   the preset's image size, bytes/image, disk for the 114,287 cached images).
 
 Stages inside one command are told apart by the lines the commands log
 ("Data: ...", "Vocabulary: ...", "Feature cache: ...", "epoch N: ...",
@@ -233,7 +233,7 @@ def small_tree_stages(preset, tree, work, vocabulary, steps, encoder_args):
             figures.update(steps=int(match.group(1)), train_seconds=float(match.group(2)),
                            val_loss_seconds=float(match.group(3)), val_caption_seconds=float(match.group(4)))
         if line.startswith("Choosing the decoding default"):
-            command.stage("decoding-default search (7 settings)")
+            command.stage("decoding-default search (6 settings)")
             figures["search_images"] = int(re.search(r"on (\d+)", line).group(1))
         if line.startswith("Captioning the test split"):
             command.stage("test captions and scores (end of training)")
