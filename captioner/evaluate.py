@@ -25,8 +25,12 @@ def main(argv=None):
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("run_dir", nargs="?", help="a run folder of python -m captioner.train")
     parser.add_argument("--split", default="test", help="split to caption")
-    parser.add_argument("--data-root", help="COCO-format root to evaluate on (default: the run's own data)")
-    parser.add_argument("--karpathy-json", help="Karpathy split file (with an MS COCO --data-root)")
+    parser.add_argument("--data-root", help="dataset root to evaluate on (default: the run's own data)")
+    parser.add_argument("--dataset", choices=("shapes", "coco", "flickr8k", "flickr30k"),
+                        help="what --data-root holds (default: the run's dataset); shapes and coco are both read "
+                             "as COCO layouts")
+    parser.add_argument("--karpathy-json", help="Karpathy split file of --data-root (dataset_coco.json, "
+                                                "dataset_flickr8k.json, dataset_flickr30k.json)")
     parser.add_argument("--beam-size", type=int, default=None,
                         help="beam size (default: the model's recorded decoding, chosen on validation data)")
     parser.add_argument("--alpha", type=float, default=None,
@@ -90,7 +94,7 @@ def score_results_file(args, use_java):
 def evaluate_run(args, use_java):
     import captioner
     from captioner import evaluation, runs, training
-    from captioner.data import coco
+    from captioner.data import datasets
     from captioner.models.captioner import describe_decoding
 
     config = runs.load_config(args.run_dir)
@@ -98,7 +102,12 @@ def evaluate_run(args, use_java):
     # from elsewhere names its own data root and Shapes sizes, which are never generated here).
     root = args.data_root or training.existing_data_root(config)
     karpathy = args.karpathy_json or (config.karpathy_json if not args.data_root else None)
-    split = coco.read_split(root, args.split, karpathy, config.skip_missing_images)
+    dataset = args.dataset or config.dataset
+    own_data = not args.data_root and dataset == config.dataset
+    # On the run's own data its training captions (for the copied-caption share) come from the same reading.
+    names = tuple(dict.fromkeys((args.split, "train"))) if own_data else (args.split,)
+    splits = datasets.read_splits(dataset, root, names, karpathy, config.skip_missing_images)
+    split = splits[args.split]
     model = captioner.load(args.run_dir)
     beam_size, alpha = model.decoding_settings(args.beam_size, args.alpha)
     source = model.decoding_source(args.beam_size, args.alpha)
@@ -107,7 +116,8 @@ def evaluate_run(args, use_java):
                                                             use_java)
     metrics["data_root"] = root
     metrics["decoding_source"] = source
-    training_captions = _training_captions(config, args)
+    training_captions = ([c for e in splits["train"].examples for c in e.captions] if own_data
+                         else _training_captions(config))
     label = metrics["decoding"]
     metrics["genericness"] = {label: evaluation.genericness_of(outputs, training_captions)}
     if beam_size > 1:
@@ -121,15 +131,15 @@ def evaluate_run(args, use_java):
     return metrics, per_image, evaluation.to_json_outputs(outputs), output_dir
 
 
-def _training_captions(config, args):
+def _training_captions(config):
     """The run's training references (for the copied-caption share), or None where its data is not here."""
     from captioner import training
-    from captioner.data import coco
+    from captioner.data import coco, datasets
 
     try:
         root = training.existing_data_root(config)
-        return [c for e in coco.read_split(root, "train", config.karpathy_json,
-                                           config.skip_missing_images).examples for c in e.captions]
+        return [c for e in datasets.read_split(config.dataset, root, "train", config.karpathy_json,
+                                               config.skip_missing_images).examples for c in e.captions]
     except (coco.DatasetError, FileNotFoundError) as error:
         print(f"The run's training captions are not readable ({error}); the copied-caption share is left out",
               file=sys.stderr)

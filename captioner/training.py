@@ -16,7 +16,7 @@ from captioner import decoding_choice, evaluation, files
 from captioner.distribute import is_chief, is_multi_worker, make_strategy, share_from_chief
 from captioner import metrics as metrics_lib
 from captioner import runs
-from captioner.data import coco, features, shapes
+from captioner.data import coco, datasets, features, shapes
 from captioner.data import tokenizer as tokenizer_lib
 from captioner.data.pipeline import caption_dataset, region_caption_dataset
 from captioner.models import encoders
@@ -79,13 +79,13 @@ def existing_data_root(config):
 def load_data(config):
     """Reads train/val/test for `config`, writing Shapes first if it is not there yet."""
     root = data_root(config)
-    read = lambda split: coco.read_split(root, split, config.karpathy_json, config.skip_missing_images)  # noqa: E731
-    train, val = read("train"), read("val")
-    try:
-        test = read("test")
-    except coco.MissingSplitError as error:
-        log(f"No test split ({error}); the final metrics are computed on the val split, labelled val (the "
-            "split that also chose the checkpoint, so they are optimistic)")
+    splits = datasets.read_splits(config.dataset, root, ("train", "val", "test"), config.karpathy_json,
+                                  config.skip_missing_images, optional=("test",))
+    train, val = splits["train"], splits["val"]
+    test = splits.get("test")
+    if test is None:
+        log(f"No test split (no captions file for it in {root}); the final metrics are computed on the val split, "
+            "labelled val (the split that also chose the checkpoint, so they are optimistic)")
         test = val
     for split in (train, val, test):
         if split.skipped:
