@@ -17,9 +17,10 @@ class Config:
 
     Args:
         preset: str, the preset these values started from.
-        dataset: str, "shapes" or "coco".
+        dataset: str, "shapes", "coco", "flickr8k" or "flickr30k" (see `captioner.data.datasets`).
         data_root: str or None, dataset root; None writes/reuses Shapes at its default place.
-        karpathy_json: str or None, path of the Karpathy `dataset_coco.json` (COCO only).
+        karpathy_json: str or None, path of Karpathy's split file of the dataset (`dataset_coco.json`,
+            `dataset_flickr8k.json`, `dataset_flickr30k.json`).
         skip_missing_images: bool, drop captions whose image file is missing instead of failing.
         shapes_seed: int, seed of the generated Shapes data.
         shapes_splits: tuple of 3 ints, Shapes train/val/test sizes.
@@ -126,7 +127,7 @@ class Config:
         return dataclasses.replace(self, **changes).validated()
 
     def validated(self):
-        choices = {"dataset": ("shapes", "coco"), "decoder": ("lstm", "transformer"),
+        choices = {"dataset": ("shapes", "coco", "flickr8k", "flickr30k"), "decoder": ("lstm", "transformer"),
                    "precision": ("float32", "mixed", "mixed_float16", "mixed_bfloat16")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -155,6 +156,9 @@ class Config:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.dataset == "coco" and not self.data_root:
             raise ValueError("dataset 'coco' needs --data-root, the folder holding train2014/ and annotations/")
+        if self.dataset.startswith("flickr") and not self.data_root:
+            raise ValueError(f"dataset {self.dataset!r} needs --data-root, the folder its images and caption "
+                             f"files were unpacked into (see data/README.md)")
         return self
 
 
@@ -204,6 +208,20 @@ PRESETS = {
                              model_dim=512, num_layers=3, num_heads=8, min_count=5, max_length=30,
                              cache_images=False, feature_cache=True, backup_steps=1000, batch_size=64,
                              epochs=20, learning_rate=3e-4, warmup_steps=4000, dropout=0.1, eval_batch_size=64),
+    # Flickr8k (6,000 training images) from a frozen ImageNet MobileNetV3 through the feature cache:
+    # narrower than the COCO presets and more dropout, as 30,000 captions overfit a 512-wide decoder.
+    "flickr8k-lstm": dict(dataset="flickr8k", image_size=224, encoder="MobileNetV3Large", encoder_weights="imagenet",
+                          train_encoder=False, feature_dim=256, embed_dim=256, hidden_dim=512, attention_dim=256,
+                          min_count=5, max_length=30, cache_images=False, feature_cache=True, backup_steps=200,
+                          batch_size=64, epochs=20, patience=4, learning_rate=4e-4, warmup_steps=200,
+                          dropout=0.5, attention_reg=1.0, eval_batch_size=64),
+    # Flickr8k with a 2-layer Transformer decoder, 256 wide.
+    "flickr8k-transformer": dict(dataset="flickr8k", decoder="transformer", image_size=224,
+                                 encoder="MobileNetV3Large", encoder_weights="imagenet", train_encoder=False,
+                                 feature_dim=256, model_dim=256, num_layers=2, num_heads=4, min_count=5,
+                                 max_length=30, cache_images=False, feature_cache=True, backup_steps=200,
+                                 batch_size=64, epochs=20, patience=4, learning_rate=3e-4, warmup_steps=500,
+                                 dropout=0.3, eval_batch_size=64),
 }
 
 

@@ -2,7 +2,9 @@
 
 With no arguments it writes the Shapes dataset (first use only), trains the
 attention LSTM on it, and prints the test BLEU. With `--preset coco-lstm
---data-root COCO [--karpathy-json dataset_coco.json]` it trains on MS COCO.
+--data-root COCO [--karpathy-json dataset_coco.json]` it trains on MS COCO;
+with `--preset flickr8k-lstm --data-root FLICKR8K` on Flickr8k as distributed
+(`--dataset flickr30k` for Flickr30k; see data/README.md).
 Every config field has a flag; run with `--help` to list them.
 
 `--scst-from RUN_DIR` fine-tunes a finished run with self-critical training
