@@ -1,0 +1,238 @@
+"""Flickr8k and Flickr30k readers, on trees written here in each distributed format from Shapes images."""
+
+import os
+import re
+
+import keras
+import numpy as np
+import pytest
+
+from captioner import config as config_lib
+from captioner import evaluate, runs, training
+from captioner.data import datasets, flickr, flickr_tree
+from captioner.data import tokenizer as tokenizer_lib
+from captioner.data.coco import DatasetError
+from captioner.data.pipeline import caption_dataset
+
+SIZES = (40, 8, 8)
+EXTRA = 3
+FORMATS = [("flickr8k", "token"), ("flickr8k", "csv"), ("flickr30k", "token"), ("flickr30k", "csv")]
+
+
+@pytest.fixture(scope="module")
+def trees(small_shapes, tmp_path_factory):
+    """`{(dataset, format): (root, parts)}`: a tree per format, each with Karpathy's file; `parts` as written."""
+    base = tmp_path_factory.mktemp("flickr")
+    return {(dataset, form): (root, flickr_tree.write(root, small_shapes, dataset, form, karpathy=True,
+                                                      sizes=SIZES, extra=EXTRA))
+            for dataset, form in FORMATS for root in [str(base / f"{dataset}-{form}")]}
+
+
+def photo_id(name):
+    return int(re.match(r"\d+", name).group())
+
+
+def test_flickr8k_token_files_and_official_split(trees, capsys):
+    root, parts = trees["flickr8k", "token"]
+    splits = datasets.read_splits("flickr8k", root, ("train", "val", "test"))
+    for name in ("train", "val", "test"):
+        split = splits[name]
+        written = dict(parts[name])
+        assert len(split.examples) == len(written) == dict(zip(("train", "val", "test"), SIZES))[name]
+        assert {os.path.basename(e.path): e.captions for e in split.examples} == \
+            {n: tuple(c) for n, c in written.items()}
+        # Ids are Flickr photo ids (past 2**31 here, as Flickr8k's are), and the index holds every caption.
+        assert [e.image_id for e in split.examples] == sorted(photo_id(n) for n in written)
+        assert max(e.image_id for e in split.examples) > 2 ** 31
+        assert len(split.coco.getAnnIds()) == 5 * len(written) and split.annotation_file is None
+        assert all(os.path.dirname(e.path).endswith("Flicker8k_Dataset") for e in split.examples)
+    err = capsys.readouterr().err
+    # The extra images and the token file's caption of a missing `.jpg.1` image are in no split file.
+    assert f"{EXTRA + 1} captioned images are in no split file and are not used (1 without an image file)" in err
+
+
+@pytest.mark.parametrize("dataset,form", [f for f in FORMATS if f != ("flickr8k", "token")])
+def test_formats_without_a_split_file_get_a_derived_split(trees, dataset, form, capsys):
+    root, parts = trees[dataset, form]
+    splits = flickr.read_splits(root, dataset)
+    written = {n: tuple(c) for part in parts.values() for n, c in part}
+    total = sum(SIZES) + EXTRA
+    sizes = {name: len(split.examples) for name, split in splits.items()}
+    assert sizes == {"train": total - 2 * (total // 10), "val": total // 10, "test": total // 10}
+    read = {os.path.basename(e.path): e.captions for split in splits.values() for e in split.examples}
+    assert read == written  # every image once, with its five captions in order
+    ids = [e.image_id for split in splits.values() for e in split.examples]
+    assert sorted(ids) == sorted(photo_id(n) for n in written)
+    # Derived from the file names alone: the same on a second reading, and for one split read alone.
+    assert [e.image_id for e in flickr.read_split(root, dataset, "test").examples] == \
+        [e.image_id for e in splits["test"].examples]
+    err = capsys.readouterr().err
+    assert "split derived from a hash of the file names" in err and f"--karpathy-json dataset_{dataset}.json" in err
+    if (dataset, form) == ("flickr30k", "csv"):
+        assert "1 row(s) without the '|' before the comment read as 'k comment'" in err
+
+
+@pytest.mark.parametrize("dataset,form", [("flickr8k", "token"), ("flickr30k", "csv")])
+def test_karpathy_json_gives_splits_and_imgid_ids(trees, dataset, form):
+    root, parts = trees[dataset, form]
+    karpathy = os.path.join(root, f"dataset_{dataset}.json")
+    splits = datasets.read_splits(dataset, root, ("train", "val", "test"), karpathy)
+    position = 0
+    for name, size in zip(("train", "val", "test"), SIZES):
+        split = splits[name]
+        assert [e.image_id for e in split.examples] == list(range(position, position + size))
+        assert [(os.path.basename(e.path), list(e.captions)) for e in split.examples] == parts[name]
+        position += size
+
+
+def test_one_training_step_on_each_format(trees):
+    """One model (the trees share their words) takes a training step on batches read from each format."""
+    splits = {key: datasets.read_split(key[0], root, "train") for key, (root, _) in trees.items()}
+    words = tokenizer_lib.build_vocabulary([c for s in splits.values() for e in s.examples for c in e.captions])
+    vocabulary = tokenizer_lib.CaptionTokenizer(words).words
+    assert "circle" in vocabulary and "." not in vocabulary and "A" not in vocabulary
+    config = config_lib.preset("tiny", image_size=32, feature_dim=8, embed_dim=8, hidden_dim=16, attention_dim=8,
+                               batch_size=4)
+    keras.utils.set_random_seed(0)
+    captioner, model = training.build_models(config, vocabulary)
+    training.compile_model(model, config, steps_per_epoch=1)
+    for key, split in splits.items():
+        batches = caption_dataset(split.examples, captioner.tokenizer, config.image_size, captioner.normalization,
+                                  config.batch_size, max_length=config.max_length)
+        x, y, weights = next(iter(batches))
+        assert x["images"].shape == (4, 32, 32, 3) and x["tokens"].shape[:2] == (4, 5), key
+        loss = model.train_on_batch(x, y, sample_weight=weights)
+        assert np.isfinite(loss).all() and np.ravel(loss)[0] > 0, key
+
+
+def test_train_and_evaluate_on_flickr30k_csv(trees, tmp_path, capsys):
+    """The train command's code path end to end: feature cache, derived split, photo ids past 2**31."""
+    root, _ = trees["flickr30k", "csv"]
+    config = config_lib.preset("tiny", dataset="flickr30k", data_root=root, image_size=64, epochs=1,
+                               steps_per_epoch=2, search_images=0, encoder="MobileNetV3Small",
+                               encoder_weights=None, train_encoder=False, feature_cache=True,
+                               feature_cache_dir=str(tmp_path / "cache"))
+    run_dir = str(tmp_path / "run")
+    metrics = training.train(config, run_dir, verbose=0)
+    assert metrics["split"] == "test" and metrics["images"] == (sum(SIZES) + EXTRA) // 10
+    predictions = runs.read_json(os.path.join(run_dir, "predictions_test.json"))
+    assert all(p["image_id"] > 2 ** 31 for p in predictions)
+    capsys.readouterr()
+    assert evaluate.main([run_dir, "--split", "val", "--no-java", "--output-dir", str(tmp_path / "eval")]) == 0
+    scored = runs.read_json(str(tmp_path / "eval" / "metrics.json"))
+    assert scored["split"] == "val" and scored["images"] == (sum(SIZES) + EXTRA) // 10
+    assert 0 <= scored["coco_bleu_4"] <= 1 and scored["genericness"]["greedy"]["copied_from_train"] is not None
+    per_image = runs.read_json(str(tmp_path / "eval" / "per_image.json"))
+    assert {p["image_id"] for p in per_image} == {e.image_id for e in flickr.read_split(root, "flickr30k", "val")
+                                                  .examples}
+
+
+# Malformed files, written line by line.
+
+def token_tree(tmp_path, lines, images=("1001_aa.jpg", "1002_bb.jpg", "1003_cc.jpg"), raw=None):
+    root = tmp_path / "f8k"
+    (root / "Flicker8k_Dataset").mkdir(parents=True)
+    for name in images:
+        (root / "Flicker8k_Dataset" / name).write_bytes(b"not read here")
+    data = raw if raw is not None else "\n".join(lines).encode()
+    (root / "Flickr8k.token.txt").write_bytes(data)
+    return root
+
+
+def test_malformed_token_lines_are_skipped_and_counted(tmp_path, capsys):
+    lines = ["1001_aa.jpg#0\tA dog runs .", "1001_aa.jpg#1\tA dog runs on grass .",
+             "1001_aa.jpg#2 no tab here", "1001_aa.jpg\tno caption number", "1001_aa.jpg#7\tseven is out of range",
+             "1001_aa.jpg#1\tA dog runs on grass .", "1001_aa.jpg#1\tA different second caption .",
+             "1001_aa.jpg#3\t   ", "", "1002_bb.jpg#0\tA cat sleeps .", "1003_cc.jpg#0\tA bird sings .",
+             "9999_zz.jpg#0\tAn image that is not in the folder ."]
+    # A byte-order mark and CRLF line ends, as files saved on Windows have.
+    root = token_tree(tmp_path, lines, raw=b"\xef\xbb\xbf" + "\r\n".join(lines).encode() + b"\r\n")
+    splits = flickr.read_splits(str(root), "flickr8k", skip_missing_images=False)
+    examples = {e.image_id: e.captions for split in splits.values() for e in split.examples}
+    assert examples == {1001: ("A dog runs .", "A dog runs on grass ."), 1002: ("A cat sleeps .",),
+                        1003: ("A bird sings .",)}
+    err = capsys.readouterr().err
+    for counted in ("1 lines without a tab between name#k and caption (line 3)",
+                    "1 lines without #k after the image name (line 4)",
+                    "1 lines with a caption number outside 0-4 (line 5)", "1 repeated lines (line 6)",
+                    "1 second captions under one name#k (the first kept) (line 7)",
+                    "1 lines with an empty caption (line 8)",
+                    "skipped the captions of 1 images not in"):
+        assert counted in err
+
+
+def test_unusable_files_and_folders_give_clear_errors(tmp_path):
+    with pytest.raises(DatasetError, match="does not exist"):
+        flickr.read_splits(str(tmp_path / "nowhere"), "flickr8k")
+    root = token_tree(tmp_path, ["1001_aa.jpg#0 A", "1002_bb.jpg#0 B"])
+    with pytest.raises(DatasetError, match=r"no usable caption in it.*2 lines without a tab"):
+        flickr.read_splits(str(root), "flickr8k")
+    (root / "Flickr8k.token.txt").write_text("")
+    with pytest.raises(DatasetError, match="is empty"):
+        flickr.read_splits(str(root), "flickr8k")
+    (root / "Flickr8k.token.txt").rename(root / "results_20130124.token")
+    with pytest.raises(DatasetError, match=r"No Flickr8k captions.*results_20130124.token is there: is it "
+                                           r"Flickr30k, --dataset flickr30k"):
+        flickr.read_splits(str(root), "flickr8k")
+    with pytest.raises(DatasetError, match="No Flickr30k images"):
+        flickr.read_splits(str(root), "flickr30k")
+    with pytest.raises(DatasetError, match="No split 'dev'"):
+        flickr.read_splits(str(root), "flickr8k", ("dev",))
+
+
+def test_a_wrong_image_folder_stops_reading_unless_told_to_skip(tmp_path):
+    lines = [f"{1000 + i}_x.jpg#0\tCaption {i} ." for i in range(40)]
+    root = token_tree(tmp_path, lines, images=[f"{1000 + i}_x.jpg" for i in range(30)])
+    with pytest.raises(DatasetError, match=r"10 of 40 captioned images are not in .*--skip-missing-images"):
+        flickr.read_splits(str(root), "flickr8k")
+    splits = flickr.read_splits(str(root), "flickr8k", skip_missing_images=True)
+    assert sum(len(s.examples) for s in splits.values()) == 30
+
+
+def test_split_files_must_come_together_and_name_existing_images(tmp_path, capsys):
+    lines = [f"{1000 + i}_x.jpg#{k}\tCaption {i} {k} ." for i in range(6) for k in range(5)]
+    root = token_tree(tmp_path, lines, images=[f"{1000 + i}_x.jpg" for i in range(5)])
+    (root / "Flickr_8k.trainImages.txt").write_text("1000_x.jpg\r\n1001_x.jpg\r\n1005_x.jpg\r\n\r\n")
+    with pytest.raises(DatasetError, match="but not Flickr_8k.devImages.txt, Flickr_8k.testImages.txt"):
+        flickr.read_splits(str(root), "flickr8k")
+    (root / "Flickr_8k.devImages.txt").write_text("1002_x.jpg\n1009_x.jpg\n")
+    (root / "Flickr_8k.testImages.txt").write_text("\ufeff1003_x.jpg\n1004_x.jpg\n")
+    # 1005 is listed but its image is missing: an error, or skipped on request; 1009 has no caption.
+    with pytest.raises(DatasetError, match="1 captioned images are missing.*--skip-missing-images"):
+        flickr.read_splits(str(root), "flickr8k")
+    splits = flickr.read_splits(str(root), "flickr8k", skip_missing_images=True)
+    assert {n: [e.image_id for e in s.examples] for n, s in splits.items()} == \
+        {"train": [1000, 1001], "val": [1002], "test": [1003, 1004]}
+    assert splits["train"].skipped == 1 and len(splits["test"].examples[0].captions) == 5
+    assert "1 images of Flickr_8k.devImages.txt have no caption" in capsys.readouterr().err
+
+
+def test_csv_captions_with_commas_quoted_or_not(tmp_path):
+    root = tmp_path / "kaggle"
+    (root / "Images").mkdir(parents=True)
+    for name in ("1_a.jpg", "2_b.jpg"):
+        (root / "Images" / name).write_bytes(b"x")
+    (root / "captions.txt").write_text('image,caption\n1_a.jpg,"A dog, wet, shakes ."\n'
+                                       '1_a.jpg,A dog, unquoted, shakes .\n2_b.jpg,A cat .\n2_b.jpg,A cat .\n'
+                                       '2_b.jpg\n')
+    captions = flickr.read_captions(str(root / "captions.txt"))
+    assert captions.form == "csv"
+    assert captions.by_image == {"1_a.jpg": ["A dog, wet, shakes .", "A dog, unquoted, shakes ."],
+                                 "2_b.jpg": ["A cat ."]}
+    assert captions.problems.summary() == ("1 repeated rows (line 5); 1 rows without a comma between image and "
+                                           "caption (line 6)")
+
+
+def test_photo_ids_fall_back_to_positions_when_names_lack_or_share_them():
+    assert flickr.image_ids(["1000_a.jpg", "20.jpg"]) == {"1000_a.jpg": 1000, "20.jpg": 20}
+    assert flickr.image_ids(["b.jpg", "1000_a.jpg"]) == {"1000_a.jpg": 1, "b.jpg": 2}
+    assert flickr.image_ids(["7_a.jpg", "7_b.jpg"]) == {"7_a.jpg": 1, "7_b.jpg": 2}
+
+
+def test_flickr_presets_and_config():
+    for name in ("flickr8k-lstm", "flickr8k-transformer"):
+        config = config_lib.preset(name, data_root="/somewhere")
+        assert config.dataset == "flickr8k" and config.feature_cache and not config.train_encoder
+        assert config.encoder_weights == "imagenet"
+    with pytest.raises(ValueError, match="needs --data-root"):
+        config_lib.preset("flickr8k-lstm")
