@@ -2,15 +2,17 @@
 
     python -m captioner.evaluate RUN_DIR [--split test] [--data-root ROOT] [--beam-size 3 --alpha 0.6] [--batch-size 64]
     python -m captioner.evaluate --results RESULTS.json --annotations captions_val2014.json
+    python -m captioner.evaluate --results RESULTS.json --data-root ROOT --dataset flickr8k [--split test]
 
 The first captions a split with a trained model (by default the data it was
-trained on; `--data-root` takes any COCO-format root) and writes, into
+trained on; `--data-root` with `--dataset` takes another root) and writes, into
 `RUN_DIR/eval-<split>-<decoding>/` (or `--output-dir`), `predictions.json` in
 the COCO results format, `per_image.json` and `metrics.json`. Decoding is the
 model's recorded default (chosen on validation data when it was trained) unless
 `--beam-size` / `--alpha` say otherwise. Beside the metrics it reports how
-generic the captions are, for this decoding and for greedy decoding. The second
-scores a results file made by any system against a COCO captions file.
+generic the captions are, for this decoding and for greedy decoding. The other
+two score a results file made by any system against a COCO captions file, or
+against a split of any dataset root (Flickr has no captions file to name).
 """
 
 import argparse
@@ -37,14 +39,17 @@ def main(argv=None):
                         help="length penalty exponent for beam search, >= 0 (default: the model's recorded one)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--results", help="score this COCO results file instead of running a model")
-    parser.add_argument("--annotations", help="COCO captions file that --results is scored against")
+    parser.add_argument("--annotations", help="COCO captions file that --results is scored against (or give "
+                                              "--data-root [--dataset] [--split] [--karpathy-json])")
     parser.add_argument("--output-dir", help="where to write predictions, per-image scores and metrics")
     parser.add_argument("--no-java", action="store_true", help="skip the Java-based PTB tokenizer and METEOR")
     args = parser.parse_args(argv)
-    if bool(args.results) != bool(args.annotations):
-        parser.error("--results and --annotations go together")
+    if args.results and not (args.annotations or args.data_root):
+        parser.error("--results needs --annotations (a COCO captions file) or --data-root (a split of a dataset)")
+    if args.annotations and not args.results:
+        parser.error("--annotations goes with --results")
     if bool(args.run_dir) == bool(args.results):
-        parser.error("give either RUN_DIR or --results with --annotations")
+        parser.error("give either RUN_DIR, or --results with --annotations or --data-root")
     if (args.beam_size is not None and args.beam_size < 1) or args.batch_size < 1:
         parser.error("--beam-size and --batch-size must be at least 1")
     if args.alpha is not None and args.alpha < 0:
@@ -76,17 +81,24 @@ def main(argv=None):
 
 def score_results_file(args, use_java):
     from captioner import coco_eval, evaluation
-    from captioner.data import coco
+    from captioner.data import coco, datasets
 
-    annotations = coco.load_json(args.annotations, "captions file")
-    index = coco.coco_index(annotations, args.annotations)
-    references = {i: [a["caption"] for a in index.imgToAnns.get(i, [])] for i in index.imgs}
-    references = {i: caps for i, caps in references.items() if caps}
+    if args.annotations:
+        annotations = coco.load_json(args.annotations, "captions file")
+        index = coco.coco_index(annotations, args.annotations)
+        references = {i: [a["caption"] for a in index.imgToAnns.get(i, [])] for i in index.imgs}
+        references = {i: caps for i, caps in references.items() if caps}
+        against = args.annotations
+    else:
+        split = datasets.read_split(args.dataset or "coco", args.data_root, args.split, args.karpathy_json)
+        references = evaluation.references_of(split)
+        against = f"{args.data_root} ({args.dataset or 'coco'}, {args.split} split)"
     predictions = coco_eval.check_results(coco.load_json(args.results, "results file"), references, args.results)
     metrics, per_image = evaluation.score_predictions({i: references[i] for i in predictions}, predictions,
                                                       use_java)
-    metrics.update({"results": args.results, "annotations": args.annotations, "images": len(predictions),
-                    "split": os.path.basename(args.annotations), "decoding": "given",
+    metrics.update({"results": args.results, "annotations": against, "images": len(predictions),
+                    "split": os.path.basename(args.annotations) if args.annotations else args.split,
+                    "decoding": "given",
                     "scale": coco_eval.SCALE})
     return metrics, per_image, None
 
@@ -95,6 +107,7 @@ def evaluate_run(args, use_java):
     import captioner
     from captioner import evaluation, runs, training
     from captioner.data import datasets
+    from captioner.data.coco import DatasetError
     from captioner.models.captioner import describe_decoding
 
     config = runs.load_config(args.run_dir)
@@ -104,9 +117,15 @@ def evaluate_run(args, use_java):
     karpathy = args.karpathy_json or (config.karpathy_json if not args.data_root else None)
     dataset = args.dataset or config.dataset
     own_data = not args.data_root and dataset == config.dataset
-    # On the run's own data its training captions (for the copied-caption share) come from the same reading.
-    names = tuple(dict.fromkeys((args.split, "train"))) if own_data else (args.split,)
-    splits = datasets.read_splits(dataset, root, names, karpathy, config.skip_missing_images)
+    splits = {}
+    if own_data and args.split != "train":
+        # The training captions (for the copied-caption share) from the same reading, where the train split reads.
+        try:
+            splits = datasets.read_splits(dataset, root, (args.split, "train"), karpathy, config.skip_missing_images)
+        except DatasetError:
+            splits = {}
+    if not splits:
+        splits = datasets.read_splits(dataset, root, (args.split,), karpathy, config.skip_missing_images)
     split = splits[args.split]
     model = captioner.load(args.run_dir)
     beam_size, alpha = model.decoding_settings(args.beam_size, args.alpha)
@@ -116,7 +135,7 @@ def evaluate_run(args, use_java):
                                                             use_java)
     metrics["data_root"] = root
     metrics["decoding_source"] = source
-    training_captions = ([c for e in splits["train"].examples for c in e.captions] if own_data
+    training_captions = ([c for e in splits["train"].examples for c in e.captions] if "train" in splits
                          else _training_captions(config))
     label = metrics["decoding"]
     metrics["genericness"] = {label: evaluation.genericness_of(outputs, training_captions)}

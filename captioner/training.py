@@ -129,13 +129,13 @@ class ValidationBleu(keras.callbacks.Callback):
         captioner: the `Captioner` to decode with (the trained model may be its region model).
         split: `coco.Split`, the validation split.
         batch_size: int, images per decoding step.
-        max_images: int, score at most this many images (the first ones).
+        max_images: int or None, score at most this many images (the first ones); None scores all.
         strategy: the `tf.distribute` strategy, or None.
     """
 
     monitor = MONITOR = "val_nltk_bleu_4"
 
-    def __init__(self, captioner, split, batch_size, max_images=1000, strategy=None):
+    def __init__(self, captioner, split, batch_size, max_images=None, strategy=None):
         super().__init__()
         self.captioner = captioner
         self.split = dataclasses.replace(split, examples=split.examples[:max_images])

@@ -258,3 +258,18 @@ def test_evaluate_decodes_with_the_runs_recorded_default_and_says_so(trained_run
                                 examples=coco.read_split(saved["data_root"], "val").examples[:30])
     scores, _, _ = evaluation.evaluate_model(model, first, saved["data_root"], 16, use_java=False, progress=False)
     assert scores["coco_cider_d"] == pytest.approx(row["cider_d"], abs=1e-4)
+
+
+def test_evaluating_on_the_runs_own_data_without_its_train_images(trained_run, tiny_shapes, tmp_path, capsys):
+    """Only the test images copied to another machine: the test split is scored, the copied share left out."""
+    root = tmp_path / "test-only"
+    shutil.copytree(os.path.join(tiny_shapes, "annotations"), root / "annotations")
+    shutil.copytree(os.path.join(tiny_shapes, "images", "test"), root / "images" / "test")
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run, ignore=shutil.ignore_patterns("eval-*"))
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**config, "data_root": str(root)}))
+    assert evaluate.main([str(run), "--beam-size", "1", "--no-java", "--output-dir", str(tmp_path / "out")]) == 0
+    assert "the copied-caption share is left out" in capsys.readouterr().err
+    saved = json.load(open(tmp_path / "out" / "metrics.json"))
+    assert saved["images"] == 100 and saved["genericness"]["greedy"]["copied_from_train"] is None

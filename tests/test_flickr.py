@@ -106,10 +106,11 @@ def test_one_training_step_on_each_format(trees):
 
 
 def test_train_and_evaluate_on_flickr30k_csv(trees, tmp_path, capsys):
-    """The train command's code path end to end: feature cache, derived split, photo ids past 2**31."""
+    """The train command's code path end to end (the Transformer; the step above was the LSTM's): feature cache,
+    derived split, photo ids past 2**31, then the evaluate command."""
     root, _ = trees["flickr30k", "csv"]
-    config = config_lib.preset("tiny", dataset="flickr30k", data_root=root, image_size=64, epochs=1,
-                               steps_per_epoch=2, search_images=0, encoder="MobileNetV3Small",
+    config = config_lib.preset("tiny", dataset="flickr30k", decoder="transformer", data_root=root, image_size=64,
+                               epochs=1, steps_per_epoch=2, search_images=0, encoder="MobileNetV3Small",
                                encoder_weights=None, train_encoder=False, feature_cache=True,
                                feature_cache_dir=str(tmp_path / "cache"))
     run_dir = str(tmp_path / "run")
@@ -125,6 +126,12 @@ def test_train_and_evaluate_on_flickr30k_csv(trees, tmp_path, capsys):
     per_image = runs.read_json(str(tmp_path / "eval" / "per_image.json"))
     assert {p["image_id"] for p in per_image} == {e.image_id for e in flickr.read_split(root, "flickr30k", "val")
                                                   .examples}
+    # Someone's results file for the Flickr split, scored with no model (Flickr has no captions file to name).
+    results = str(tmp_path / "eval" / "predictions.json")
+    assert evaluate.main(["--results", results, "--data-root", root, "--dataset", "flickr30k", "--split", "val",
+                          "--no-java", "--output-dir", str(tmp_path / "rescored")]) == 0
+    rescored = runs.read_json(str(tmp_path / "rescored" / "metrics.json"))
+    assert rescored["coco_bleu_4"] == pytest.approx(scored["coco_bleu_4"], abs=1e-12) and rescored["split"] == "val"
 
 
 # Malformed files, written line by line.
@@ -207,6 +214,21 @@ def test_split_files_must_come_together_and_name_existing_images(tmp_path, capsy
     assert "1 images of Flickr_8k.devImages.txt have no caption" in capsys.readouterr().err
 
 
+def test_token_lines_with_odd_numbers_and_spaces(tmp_path):
+    root = token_tree(tmp_path, ["1001_aa.jpg #0\tSpace before the hash .", "1001_aa.jpg#\u00b2\tA superscript two .",
+                                 "1002_bb.jpg#-1\tMinus one .", "1002_bb.jpg#1\tFine .", "1003_cc.jpg#0\tFine too ."])
+    captions = flickr.read_captions(str(root / "Flickr8k.token.txt"))
+    assert captions.by_image == {"1001_aa.jpg": ["Space before the hash ."], "1002_bb.jpg": ["Fine ."],
+                                 "1003_cc.jpg": ["Fine too ."]}
+    assert captions.problems.summary() == "2 lines with a caption number outside 0-4 (lines 2, 3)"
+
+
+def test_files_that_are_not_utf8_name_the_line(tmp_path):
+    root = token_tree(tmp_path, [], raw=b"\xef\xbb\xbf1001_aa.jpg#0\tA dog .\r\n1002_bb.jpg#0\tA caf\xe9 .\r\n")
+    with pytest.raises(DatasetError, match=r"is not UTF-8 text: line 2 \(byte 45\)"):
+        flickr.read_captions(str(root / "Flickr8k.token.txt"))
+
+
 def test_csv_captions_with_commas_quoted_or_not(tmp_path):
     root = tmp_path / "kaggle"
     (root / "Images").mkdir(parents=True)
@@ -217,10 +239,52 @@ def test_csv_captions_with_commas_quoted_or_not(tmp_path):
                                        '2_b.jpg\n')
     captions = flickr.read_captions(str(root / "captions.txt"))
     assert captions.form == "csv"
+    # The same sentence twice for one image is two captions (the rows carry no number to tell a repeat).
     assert captions.by_image == {"1_a.jpg": ["A dog, wet, shakes .", "A dog, unquoted, shakes ."],
-                                 "2_b.jpg": ["A cat ."]}
-    assert captions.problems.summary() == ("1 repeated rows (line 5); 1 rows without a comma between image and "
-                                           "caption (line 6)")
+                                 "2_b.jpg": ["A cat .", "A cat ."]}
+    assert captions.problems.summary() == "1 rows without a comma between image and caption (line 6)"
+    # A quote that never closes is one bad row, not the rest of the file swallowed into one caption.
+    rows = ["image,caption"] + [f"{i}_a.jpg,Caption {i} ." for i in range(3)]
+    (root / "captions.txt").write_text("\n".join(rows[:2] + ['1_a.jpg,"A dog says hi .'] + rows[2:]) + "\n")
+    captions = flickr.read_captions(str(root / "captions.txt"))
+    assert captions.by_image == {"0_a.jpg": ["Caption 0 ."], "1_a.jpg": ["Caption 1 ."], "2_a.jpg": ["Caption 2 ."]}
+    assert captions.problems.summary() == "1 rows whose quotes do not close (line 3)"
+    # Beyond five captions of an image, a repeated row is a repeat.
+    (root / "captions.txt").write_text("image,caption\n" + "1_a.jpg,Same .\n" * 7)
+    captions = flickr.read_captions(str(root / "captions.txt"))
+    assert captions.by_image == {"1_a.jpg": ["Same ."] * 5}
+    assert captions.problems.summary() == "2 repeated rows (lines 7, 8)"
+    (root / "captions.txt").write_text("filename,text\n1_a.jpg,A dog .\n")
+    with pytest.raises(DatasetError, match="unknown header 'filename,text'"):
+        flickr.read_captions(str(root / "captions.txt"))
+
+
+def test_numbered_captions_separated_by_commas(tmp_path):
+    """Another Kaggle copy of Flickr30k: `captions.txt` as `image_name,comment_number,comment`."""
+    path = tmp_path / "captions.txt"
+    path.write_text('image_name,comment_number,comment\n30.jpg,0,A dog runs .\n30.jpg,1,"A dog, brown, runs ."\n'
+                    '30.jpg,1,Another first caption .\n31.jpg,9,Nine .\n31.jpg,0,A cat , unquoted .\n')
+    captions = flickr.read_captions(str(path))
+    assert captions.form == "csv3"
+    assert captions.by_image == {"30.jpg": ["A dog runs .", "A dog, brown, runs ."], "31.jpg": ["A cat , unquoted ."]}
+    assert captions.problems.summary() == ("1 second captions under one name#k (the first kept) (line 4); "
+                                           "1 lines with a caption number outside 0-4 (line 5)")
+
+
+def test_ids_do_not_depend_on_the_splits_asked_for(tmp_path):
+    """Names without photo ids: ids are positions among the splits' images, whichever splits are read."""
+    lines = [f"b{i:03d}.jpg#0\tCaption {i} ." for i in range(9)]
+    root = token_tree(tmp_path, lines, images=[f"b{i:03d}.jpg" for i in range(9)])
+    (root / "Flickr_8k.trainImages.txt").write_text("".join(f"b{i:03d}.jpg\n" for i in range(5)))
+    (root / "Flickr_8k.devImages.txt").write_text("a000.jpg\nb005.jpg\nb006.jpg\n")  # a000 has no caption
+    (root / "Flickr_8k.testImages.txt").write_text("b007.jpg\nb008.jpg\n")
+    every = flickr.read_splits(str(root), "flickr8k")
+    alone = flickr.read_splits(str(root), "flickr8k", ("test",))
+    assert [e.image_id for e in alone["test"].examples] == [e.image_id for e in every["test"].examples] == [8, 9]
+    # An image in two split files would leak between them: refused.
+    (root / "Flickr_8k.testImages.txt").write_text("b007.jpg\nb008.jpg\nb001.jpg\n")
+    with pytest.raises(DatasetError, match=r"1 images are in more than one.*b001.jpg \(train and test\)"):
+        flickr.read_splits(str(root), "flickr8k")
 
 
 def test_photo_ids_fall_back_to_positions_when_names_lack_or_share_them():

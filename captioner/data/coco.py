@@ -131,12 +131,16 @@ def _coco_layout(root, split):
     raise MissingSplitError(f"No captions for split '{split}' in {root}: expected one of {expected}")
 
 
-def karpathy_coco(karpathy_json, split):
-    """Turns the Karpathy `dataset_coco.json` into a COCO captions dict for `split`.
+def karpathy_coco(karpathy_json, split, payload=None):
+    """Turns a Karpathy split file (`dataset_coco.json`, `dataset_flickr8k.json`, ...) into a COCO captions dict
+    for `split`.
 
-    File names become `filepath/filename`, relative to the MS COCO root.
+    File names become `filepath/filename`, relative to the dataset root (Flickr's files have no `filepath`);
+    ids are `cocoid`, else `imgid`, else the entry's position. `payload` is the file's content if already loaded.
     """
-    payload = load_json(karpathy_json, "Karpathy split file")
+    payload = load_json(karpathy_json, "Karpathy split file") if payload is None else payload
+    if not isinstance(payload, dict):
+        raise DatasetError(f"{karpathy_json} is not a Karpathy split file: it is not a JSON object")
     if not isinstance(payload.get("images"), list):
         raise DatasetError(f"{karpathy_json} is not a Karpathy split file: it has no 'images' list")
     wanted = {"train": ("train", "restval")}.get(split, (split,))

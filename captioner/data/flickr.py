@@ -117,10 +117,10 @@ class Captions:
 
     Args:
         path: str, the file.
-        form: str, the format it was read as ("token", "csv" or "pipe").
+        form: str, the format it was read as (a key of `FORMS`).
         by_image: dict file name -> list of captions (in `k` order where the file numbers them).
         problems: `Problems`, the lines skipped.
-        repaired: int, lines of a `results.csv` with the `|` before the comment missing, read all the same.
+        repaired: int, rows of a `results.csv` with the `|` before the comment missing, read all the same.
     """
 
     path: str
@@ -138,28 +138,41 @@ FORMS = {
     "token": "`name.jpg#k<TAB>caption` lines",
     "csv": "an `image,caption` header and one `name.jpg,caption` row per caption",
     "pipe": "an `image_name| comment_number| comment` header and one `name.jpg| k| caption` row per caption",
+    "csv3": "an `image_name,comment_number,comment` header and one `name.jpg,k,caption` row per caption",
 }
-
-
-def _open_text(path):
-    # utf-8-sig drops a byte-order mark; universal newlines turn CRLF (and CR) into "\n".
-    return open(path, encoding="utf-8-sig", errors="strict", newline=None)
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+NUMBERED_HEADER = ["image_name", "comment_number", "comment"]
 
 
 def _lines(path):
+    """The file's lines: a byte-order mark dropped, CRLF and CR line ends read as line ends."""
+    with open(path, "rb") as handle:
+        raw = handle.read()
+    bom = 3 if raw.startswith(b"\xef\xbb\xbf") else 0
     try:
-        with _open_text(path) as handle:
-            return handle.read().split("\n")
+        text = raw[bom:].decode("utf-8")
     except UnicodeDecodeError as error:
-        raise DatasetError(f"{path} is not UTF-8 text: byte {error.start} cannot be decoded ({error.reason})") \
-            from None
+        line = raw[:bom + error.start].count(b"\n") + 1
+        raise DatasetError(f"{path} is not UTF-8 text: line {line} (byte {bom + error.start}) cannot be decoded "
+                           f"({error.reason})") from None
+    return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+
+
+def _csv_fields(line):
+    """One CSV row (captions quoted where they hold commas), or None if its quotes do not close."""
+    try:
+        return next(csv.reader([line], strict=True), [])
+    except csv.Error:
+        return None
 
 
 def _form_of(line):
     pipes = [f.strip().lower() for f in line.split("|")]
     commas = [f.strip().lower() for f in line.split(",")]
-    if pipes[:2] == ["image_name", "comment_number"]:
+    if pipes[:2] == NUMBERED_HEADER[:2]:
         return "pipe"
+    if commas[:2] == NUMBERED_HEADER[:2]:
+        return "csv3"
     if "\t" in line:
         return "token"
     if commas[:2] == ["image", "caption"]:
@@ -168,8 +181,8 @@ def _form_of(line):
         return "pipe"
     if re.match(r"\S+#\d+\s", line):
         return "token"  # with the tab missing: `parse_token` counts the line
-    if len(commas) > 1:
-        return "csv"
+    if len(commas) > 1 and commas[0].endswith(IMAGE_SUFFIXES):
+        return "csv"  # without its header
     return None
 
 
@@ -183,15 +196,15 @@ def sniff(path, lines):
         if form:
             return form
     raise DatasetError(f"{path}: cannot tell its format from its first lines ({first[0][:80]!r}); expected "
-                       f"{FORMS['token']}, or {FORMS['csv']}, or {FORMS['pipe']}")
+                       f"{', or '.join(FORMS.values())}")
 
 
 def _numbered_caption(captions, seen, problems, number, name, k_text, caption):
-    """Files that number captions (token, pipe): checks `k` and repeats, then keeps the caption."""
+    """Files that number captions (token, pipe, csv3): checks `k` and repeats, then keeps the caption."""
     if not name:
         problems.add("lines without an image name", number)
         return
-    if not k_text.isdigit() or int(k_text) >= CAPTIONS_PER_IMAGE:
+    if not re.fullmatch(r"[0-9]+", k_text) or int(k_text) >= CAPTIONS_PER_IMAGE:
         problems.add(f"lines with a caption number outside 0-{CAPTIONS_PER_IMAGE - 1}", number)
         return
     if not caption:
@@ -208,6 +221,10 @@ def _numbered_caption(captions, seen, problems, number, name, k_text, caption):
     captions.setdefault(name, {})[int(k_text)] = caption
 
 
+def _in_k_order(captions):
+    return {name: [c for _, c in sorted(numbered.items())] for name, numbered in captions.items()}
+
+
 def parse_token(path, lines):
     """`name.jpg#k<TAB>caption` lines (Flickr8k.token.txt, results_20130124.token)."""
     problems, seen, captions = Problems(path), {}, {}
@@ -218,53 +235,68 @@ def parse_token(path, lines):
             problems.add("lines without a tab between name#k and caption", number)
             continue
         key, caption = line.split("\t", 1)
-        name, hash_sign, k_text = key.strip().rpartition("#")
+        name, hash_sign, k_text = key.rpartition("#")
         if not hash_sign:
             problems.add("lines without #k after the image name", number)
             continue
-        _numbered_caption(captions, seen, problems, number, name, k_text.strip(), caption.strip())
-    by_image = {name: [c for _, c in sorted(numbered.items())] for name, numbered in captions.items()}
-    return Captions(path, "token", by_image, problems)
+        _numbered_caption(captions, seen, problems, number, name.strip(), k_text.strip(), caption.strip())
+    return Captions(path, "token", _in_k_order(captions), problems)
 
 
-def parse_pipe(path, lines):
-    """`image_name| comment_number| comment` rows (Flickr30k's results.csv)."""
+def parse_numbered(path, lines, form):
+    """`image_name| comment_number| comment` rows (Flickr30k's results.csv) or their comma-separated kind."""
     problems, seen, captions, repaired, first = Problems(path), {}, {}, 0, True
+    separator = "|" if form == "pipe" else ","
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
-        fields = [f.strip() for f in line.split("|", 2)]
+        if form == "pipe":
+            fields = line.split("|", 2)
+        else:
+            fields = _csv_fields(line)
+            if fields is None:
+                problems.add("rows whose quotes do not close", number)
+                continue
+            fields = fields[:2] + [",".join(fields[2:])] if len(fields) > 2 else fields
+        fields = [f.strip() for f in fields]
         if first:
             first = False
-            if [f.lower() for f in fields[:2]] == ["image_name", "comment_number"]:
+            if [f.lower() for f in fields[:2]] == NUMBERED_HEADER[:2]:
                 continue
-        if len(fields) == 2:
+        if len(fields) == 2 and form == "pipe":
             # One row of the widely shared results.csv lacks the "|" before its comment: "name| 4 A dog ...".
-            match = re.fullmatch(r"(\d+)\s+(.*)", fields[1])
-            if not match:
-                problems.add("rows without three |-separated fields", number)
-                continue
-            fields, repaired = [fields[0], match.group(1), match.group(2)], repaired + 1
-        elif len(fields) < 2:
-            problems.add("rows without three |-separated fields", number)
+            match = re.fullmatch(r"([0-9]+)\s+(.*)", fields[1])
+            if match:
+                fields, repaired = [fields[0], match.group(1), match.group(2)], repaired + 1
+        if len(fields) < 3:
+            problems.add(f"rows without three {separator}-separated fields", number)
             continue
         _numbered_caption(captions, seen, problems, number, *fields)
-    by_image = {name: [c for _, c in sorted(numbered.items())] for name, numbered in captions.items()}
-    return Captions(path, "pipe", by_image, problems, repaired)
+    return Captions(path, form, _in_k_order(captions), problems, repaired)
 
 
 def parse_csv(path, lines):
-    """An `image,caption` CSV (Flickr8k's captions.txt re-packaging); captions keep their file order."""
-    problems, captions, seen, first = Problems(path), {}, set(), True
-    reader = csv.reader(lines)
-    for row in reader:
-        number = reader.line_num
-        if not any(field.strip() for field in row):
+    """An `image,caption` CSV (Flickr8k's captions.txt re-packaging); captions keep their file order.
+
+    Rows carry no caption number: a row equal to an earlier one of its image is kept while the image has
+    fewer than five captions (people do write the same sentence twice), and counted as repeated after.
+    """
+    problems, captions, first = Problems(path), {}, True
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        row = _csv_fields(line)
+        if row is None:
+            problems.add("rows whose quotes do not close", number)
             continue
         if first:
             first = False
-            if [f.strip().lower() for f in row[:2]] == ["image", "caption"]:
+            header = [f.strip().lower() for f in row]
+            if header[:2] == ["image", "caption"]:
                 continue
+            if not header[0].endswith(IMAGE_SUFFIXES):
+                raise DatasetError(f"{path}: unknown header {line[:80]!r}; expected {FORMS['csv']}, or "
+                                   f"{FORMS['csv3']}")
         if len(row) < 2:
             problems.add("rows without a comma between image and caption", number)
             continue
@@ -274,10 +306,9 @@ def parse_csv(path, lines):
             problems.add("rows without an image name", number)
         elif not caption:
             problems.add("rows with an empty caption", number)
-        elif (name, caption) in seen:
+        elif caption in captions.get(name, ()) and len(captions[name]) >= CAPTIONS_PER_IMAGE:
             problems.add("repeated rows", number)
         else:
-            seen.add((name, caption))
             captions.setdefault(name, []).append(caption)
     return Captions(path, "csv", captions, problems)
 
@@ -289,7 +320,12 @@ def read_captions(path):
     """
     lines = _lines(path)
     form = sniff(path, lines)
-    captions = {"token": parse_token, "pipe": parse_pipe, "csv": parse_csv}[form](path, lines)
+    if form == "token":
+        captions = parse_token(path, lines)
+    elif form == "csv":
+        captions = parse_csv(path, lines)
+    else:
+        captions = parse_numbered(path, lines, form)
     if not captions.by_image:
         found = f"; skipped: {captions.problems.summary()}" if captions.problems else ""
         raise DatasetError(f"{path}: no usable caption in it; read as {FORMS[form]}{found}")
@@ -420,9 +456,9 @@ def read_splits(root, dataset, names=SPLITS, karpathy_json=None, skip_missing_im
     layout = LAYOUTS[dataset]
     folders, image_dir, caption_file = _locate(root, layout, karpathy_json)
     if karpathy_json:
-        splits = {}
+        splits, payload = {}, coco.load_json(karpathy_json, "Karpathy split file")
         for name in names:
-            index = coco.coco_index(coco.karpathy_coco(karpathy_json, name), karpathy_json)
+            index = coco.coco_index(coco.karpathy_coco(karpathy_json, name, payload), karpathy_json)
             examples, skipped = coco.examples_from_coco(index, image_dir, f"{karpathy_json} ({name} split)",
                                                         skip_missing_images)
             splits[name] = coco.Split(name, examples, None, index, skipped)
@@ -447,9 +483,18 @@ def read_splits(root, dataset, names=SPLITS, karpathy_json=None, skip_missing_im
                                f"give all three, or none (the split is then derived from the file names)")
     if all(split_paths.values()) and split_paths:
         lists = {name: read_name_list(path) for name, path in split_paths.items()}
-        for name in names:
+        owner = {}
+        for name in SPLITS:
+            for image in lists[name]:
+                owner.setdefault(image, []).append(name)
+        shared = sorted(image for image, splits in owner.items() if len(splits) > 1)
+        if shared:
+            raise DatasetError(f"{len(shared)} images are in more than one of {layout.title}'s split files (an "
+                               f"image must be in one split only), first: "
+                               f"{', '.join(f'{n} ({owner[n][0]} and {owner[n][1]})' for n in shared[:3])}")
+        for name in SPLITS:  # all three, so that ids do not depend on the splits asked for
             uncaptioned = [n for n in lists[name] if n not in captions.by_image]
-            if uncaptioned:
+            if uncaptioned and name in names:
                 notes.append(f"{len(uncaptioned)} images of {os.path.basename(split_paths[name])} have no "
                              f"caption and are left out, first: {uncaptioned[:3]}")
             lists[name] = [n for n in lists[name] if n in captions.by_image]
