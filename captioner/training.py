@@ -439,6 +439,11 @@ def build_models(config, vocabulary):
         model = captioner.region_model() if config.feature_cache else captioner
     if policy != "float32":
         log(f"Mixed precision: {policy} (variables and logits in float32)")
+    if not config.train_encoder and config.encoder_weights is None:
+        log(f"Warning: the {config.encoder} encoder is frozen and randomly initialised (--encoder-weights none): "
+            "its regions are a fixed random function of the image, and a deep backbone's carry almost nothing "
+            "(a random MobileNetV3's are about 1e-11), so expect scores near a language model's. For real use "
+            "pass --encoder-weights imagenet or a weights file, or --train-encoder.")
     return captioner, model
 
 

@@ -19,8 +19,11 @@ never mistaken for a cache, and rerunning resumes it after its last complete
 shard instead of starting over. Concurrent builders (several workers) take
 turns on `<key>.lock`: the first builds, the others then find it built.
 
-Regions are stored as float16 (half the bytes; their values are far inside its
-range, which is checked), and read back as float32.
+Regions are stored as float16 (half the bytes) where that keeps them: the
+first batch decides, by the error of its float16 round trip, and a cache whose
+regions overflow float16 or underflow it (a randomly initialised MobileNetV3's
+are about 1e-11, all zeros in float16) is stored as float32. The manifest names
+the dtype; regions are read back as float32.
 """
 
 import contextlib
@@ -40,11 +43,14 @@ from captioner import files
 from captioner.data import data_home
 from captioner.data.pipeline import AUTOTUNE, image_dataset
 
-FORMAT_VERSION = 1
-STORAGE_DTYPE = "float16"
+# 2: the storage dtype is chosen per cache (version 1 stored float16 always, zeros for regions that underflow
+# it); the version is part of the key, so no version-1 cache is read again.
+FORMAT_VERSION = 2
+STORAGE_DTYPE = "float16"  # the default; float32 where float16 would lose the regions (`storage_dtype`)
+STORAGE_FILE = "storage.json"  # the dtype chosen for a build, kept in `<key>.partial/` so a resume keeps it
+FLOAT16_TOLERANCE = 1e-2  # largest relative RMS error of a float16 round trip that keeps float16
 MANIFEST = "manifest.json"
 RECORDS_PER_SHARD = 1024
-_FLOAT16_MAX = float(np.finfo(np.float16).max)
 
 
 def default_root():
@@ -62,6 +68,7 @@ class FeatureCache:
         num_regions: int, P.
         channels: int, C.
         files: list of str, the shard files in index order.
+        dtype: str, how regions are stored ("float16" or "float32").
     """
 
     directory: str
@@ -69,6 +76,7 @@ class FeatureCache:
     num_regions: int
     channels: int
     files: list
+    dtype: str = STORAGE_DTYPE
 
     def regions(self, training=False, seed=0, shuffle_buffer=4096):
         """A dataset of `(index, regions [P, C] float32)`.
@@ -84,13 +92,13 @@ class FeatureCache:
             records = records.shuffle(min(self.count, shuffle_buffer), seed=seed, reshuffle_each_iteration=True)
         else:
             records = tf.data.TFRecordDataset(files)
-        shape = [self.num_regions, self.channels]
+        shape, dtype = [self.num_regions, self.channels], tf.as_dtype(self.dtype)
 
         def parse(record):
             parsed = tf.io.parse_single_example(record, {
                 "index": tf.io.FixedLenFeature([], tf.int64),
                 "regions": tf.io.FixedLenFeature([], tf.string)})
-            grid = tf.reshape(tf.io.decode_raw(parsed["regions"], tf.float16), shape)
+            grid = tf.reshape(tf.io.decode_raw(parsed["regions"], dtype), shape)
             return tf.cast(parsed["index"], tf.int32), tf.cast(grid, tf.float32)
 
         # The count is known: telling tf.data lets fit() know an epoch's length.
@@ -228,10 +236,11 @@ def build_or_wait(encoder, examples, directory, batch_size=64, progress=True):
         if start:
             print(f"Feature cache: resuming an interrupted build at image {start} of {count}", file=sys.stderr,
                   flush=True)
+        dtype = _read_storage(partial) if start else None
         if start < count:
-            _write_shards(encoder, examples, partial, names, start, batch_size, progress)
+            dtype = _write_shards(encoder, examples, partial, names, start, batch_size, progress, dtype)
         manifest = {"version": FORMAT_VERSION, "count": count, "num_regions": encoder.num_regions,
-                    "channels": encoder.region_channels, "dtype": STORAGE_DTYPE, "shards": names,
+                    "channels": encoder.region_channels, "dtype": dtype, "shards": names,
                     "backbone": encoder.backbone_name, "image_size": encoder.image_size,
                     "normalization": encoder.normalization, "first_image": examples[0].path}
         with files.replacing(os.path.join(partial, MANIFEST)) as temporary, open(temporary, "w") as handle:
@@ -240,8 +249,32 @@ def build_or_wait(encoder, examples, directory, batch_size=64, progress=True):
     return open_cache(directory), True
 
 
-def _write_shards(encoder, examples, partial, names, start, batch_size, progress):
-    """Writes the shards holding images `start`.. of `examples` (`start` begins a shard)."""
+def storage_dtype(grids):
+    """"float16" if a float16 round trip keeps `grids` (relative RMS error under `FLOAT16_TOLERANCE`), else
+    "float32": regions beyond float16's range, or so small that they underflow it."""
+    grids = np.asarray(grids, np.float32)
+    scale = float(np.sqrt(np.mean(np.square(grids)))) if grids.size else 0.0
+    if scale == 0.0:
+        return "float16"
+    with np.errstate(over="ignore", invalid="ignore"):
+        error = float(np.sqrt(np.mean(np.square(grids.astype(np.float16).astype(np.float32) - grids)))) / scale
+    return "float16" if error < FLOAT16_TOLERANCE else "float32"
+
+
+def _read_storage(partial):
+    path = os.path.join(partial, STORAGE_FILE)
+    if not os.path.exists(path):
+        return STORAGE_DTYPE  # a build begun before the dtype was chosen per cache
+    with open(path) as handle:
+        return json.load(handle)["dtype"]
+
+
+def _write_shards(encoder, examples, partial, names, start, batch_size, progress, dtype=None):
+    """Writes the shards holding images `start`.. of `examples` (`start` begins a shard).
+
+    `dtype` is the storage of the shards already written, or None to choose it on the first batch (and
+    record it in the partial folder). Returns the dtype.
+    """
     compute = tf.function(lambda images: encoder.regions(images, training=False))
     count = len(examples)
     images = image_dataset([e.path for e in examples[start:]], encoder.image_size, encoder.normalization, batch_size)
@@ -251,11 +284,23 @@ def _write_shards(encoder, examples, partial, names, start, batch_size, progress
     try:
         for batch in images:
             grids = compute(batch).numpy()
-            peak = float(np.max(np.abs(grids))) if grids.size else 0.0
-            if not np.isfinite(peak) or peak > _FLOAT16_MAX:
-                raise ValueError(f"{encoder.backbone_name} regions reach {peak:g}, beyond float16's range: "
-                                 "this backbone cannot use the feature cache")
-            for grid in grids.astype(np.float16):
+            if not np.all(np.isfinite(grids)):
+                raise ValueError(f"{encoder.backbone_name} gives non-finite regions for images {index}.."
+                                 f"{index + len(grids) - 1}: they cannot be cached or trained on")
+            if dtype is None:
+                dtype = storage_dtype(grids)
+                if dtype != STORAGE_DTYPE:
+                    print(f"Feature cache: {encoder.backbone_name} regions (RMS {np.sqrt(np.mean(grids ** 2)):.3g}, "
+                          f"peak {np.max(np.abs(grids)):.3g}) do not survive float16: stored as {dtype}",
+                          file=sys.stderr, flush=True)
+                with files.replacing(os.path.join(partial, STORAGE_FILE)) as temporary, \
+                        open(temporary, "w") as handle:
+                    json.dump({"dtype": dtype}, handle)
+            elif dtype == "float16" and storage_dtype(grids) != "float16":
+                raise ValueError(f"{encoder.backbone_name} regions of images {index}..{index + len(grids) - 1} do "
+                                 f"not survive float16, which the cache's first images chose; delete {partial} "
+                                 "to rebuild it")
+            for grid in grids.astype(dtype):
                 if writer is None:
                     shard_path = os.path.join(partial, names[index // RECORDS_PER_SHARD])
                     writer = tf.io.TFRecordWriter(files.partial_name(shard_path))
@@ -270,6 +315,7 @@ def _write_shards(encoder, examples, partial, names, start, batch_size, progress
     finally:
         if writer is not None:
             writer.close()
+    return dtype
 
 
 def open_cache(directory):
@@ -284,7 +330,8 @@ def open_cache(directory):
     if missing:
         raise ValueError(f"Feature cache {directory} is damaged ({len(missing)} shards missing, e.g. "
                          f"{missing[0]}); delete the folder to rebuild it")
-    return FeatureCache(directory, manifest["count"], manifest["num_regions"], manifest["channels"], files)
+    return FeatureCache(directory, manifest["count"], manifest["num_regions"], manifest["channels"], files,
+                        manifest.get("dtype", STORAGE_DTYPE))
 
 
 def ensure(encoder, examples, root=None, batch_size=64, progress=True):
