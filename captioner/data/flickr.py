@@ -41,7 +41,6 @@ naming the format expected. Every format ends as the same `coco.Split`, so
 everything downstream reads Flickr as it reads COCO.
 """
 
-import collections
 import csv
 import dataclasses
 import hashlib
@@ -93,9 +92,8 @@ def log(message):
 class Problems:
     """Skipped lines of one file: a count and the first line numbers per reason."""
 
-    def __init__(self, path):
-        self.path = path
-        self.lines = collections.OrderedDict()
+    def __init__(self):
+        self.lines = {}
 
     def add(self, reason, line_number):
         self.lines.setdefault(reason, []).append(line_number)
@@ -227,7 +225,7 @@ def _in_k_order(captions):
 
 def parse_token(path, lines):
     """`name.jpg#k<TAB>caption` lines (Flickr8k.token.txt, results_20130124.token)."""
-    problems, seen, captions = Problems(path), {}, {}
+    problems, seen, captions = Problems(), {}, {}
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -245,7 +243,7 @@ def parse_token(path, lines):
 
 def parse_numbered(path, lines, form):
     """`image_name| comment_number| comment` rows (Flickr30k's results.csv) or their comma-separated kind."""
-    problems, seen, captions, repaired, first = Problems(path), {}, {}, 0, True
+    problems, seen, captions, repaired, first = Problems(), {}, {}, 0, True
     separator = "|" if form == "pipe" else ","
     for number, line in enumerate(lines, 1):
         if not line.strip():
@@ -281,7 +279,7 @@ def parse_csv(path, lines):
     Rows carry no caption number: a row equal to an earlier one of its image is kept while the image has
     fewer than five captions (people do write the same sentence twice), and counted as repeated after.
     """
-    problems, captions, first = Problems(path), {}, True
+    problems, captions, first = Problems(), {}, True
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
