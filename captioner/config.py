@@ -57,7 +57,8 @@ class Config:
             bfloat16 otherwise), "mixed_float16" or "mixed_bfloat16". Variables and logits stay float32.
         feature_cache: bool, with a frozen encoder, compute its region grids once, write them to
             TFRecord shards and train from those instead of images.
-        feature_cache_dir: str or None, where feature caches live (None: `feature-cache/` beside the data).
+        feature_cache_dir: str or None, where feature caches live (None: `$CAPTIONER_DATA/feature-cache`,
+            default `./data/feature-cache`).
         backup_steps: int, back the training state up every this many steps (and at each epoch end);
             0 backs up at epoch ends only.
         eval_batch_size: int, images per step when generating captions.

@@ -31,7 +31,7 @@ def main(argv=None):
     parser.add_argument("--dataset", choices=("shapes", "coco", "flickr8k", "flickr30k"),
                         help="what --data-root holds (default: the run's dataset); shapes and coco are both read "
                              "as COCO layouts")
-    parser.add_argument("--karpathy-json", help="Karpathy split file of --data-root (dataset_coco.json, "
+    parser.add_argument("--karpathy-json", help="path of the Karpathy split file of --data-root (dataset_coco.json, "
                                                 "dataset_flickr8k.json, dataset_flickr30k.json)")
     parser.add_argument("--beam-size", type=int, default=None,
                         help="beam size (default: the model's recorded decoding, chosen on validation data)")

@@ -9,13 +9,14 @@ two folder levels below it:
   captions quoted where they hold commas); the official split in
   `Flickr_8k.{train,dev,test}Images.txt` (dev is our `val`).
 - **Flickr30k**: images in `flickr30k-images/` (or `flickr30k_images/`,
-  `Images/`); captions in `results_20130124.token` (the token format) or
-  `results.csv` (`image_name| comment_number| comment`).
+  `Images/`); captions in `results_20130124.token` (the token format),
+  `results.csv` (`image_name| comment_number| comment`) or `captions.txt`
+  (`image_name,comment_number,comment`).
 - **Either, with Karpathy's split** (`dataset_flickr8k.json` /
   `dataset_flickr30k.json`, `--karpathy-json`): the captions and splits come from
   that file; it has no `filepath` or `cocoid`, so ids are its `imgid`.
 
-The caption file's format is told from its first line, not its name. Without
+The caption file's format is told from its first lines, not its name. Without
 split files or a Karpathy file (Flickr30k was released without a split, the CSV
 re-packagings drop Flickr8k's) the split is derived: images ordered by a hash of
 their file name, the first go to test and val (Flickr8k 1000 and 1000, Flickr30k
@@ -33,8 +34,8 @@ caption, a repeated line, a second caption under the same `name#k` (the first
 is kept). A byte-order mark and CRLF line ends are read as what they are.
 Captions of images that are not in the image folder are skipped and counted
 too (Flickr8k's own token file names one, `2258277193_586949ec62.jpg.1`, in no
-split file); if more than one and more than 5% are missing, the folder is taken
-to be the wrong one and reading stops, unless `skip_missing_images`. An image a
+split file); where the split is derived, if more than one and more than 5% are
+missing, the folder is taken to be the wrong one and reading stops, unless `skip_missing_images`. An image a
 split file lists without its file is an error, or skipped with that flag, as
 for COCO. A file with no usable line is an error
 naming the format expected. Every format ends as the same `coco.Split`, so
