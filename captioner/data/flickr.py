@@ -363,16 +363,18 @@ def _find_file(folders, names):
 
 def _image_names(folder):
     with os.scandir(folder) as entries:
-        return {e.name for e in entries if e.is_file() and e.name.lower().endswith((".jpg", ".jpeg", ".png"))}
+        return {e.name for e in entries if e.is_file() and e.name.lower().endswith(IMAGE_SUFFIXES)}
 
 
 def _find_image_dir(folders, layout):
+    """`(folder, its image file names)` of the first image folder of `layout` holding images, or `(None, None)`."""
     for name in layout.image_dirs:
         for folder in folders:
             path = os.path.join(folder, name)
-            if os.path.isdir(path) and _image_names(path):
-                return path
-    return None
+            names = _image_names(path) if os.path.isdir(path) else None
+            if names:
+                return path, names
+    return None, None
 
 
 def image_ids(names):
@@ -410,9 +412,10 @@ def _locate(root, layout, karpathy_json):
     if not os.path.isdir(root):
         raise DatasetError(f"Dataset root {root} does not exist or is not a folder")
     folders = _folders(root)
-    image_dir = _find_image_dir(folders, layout)
+    image_dir, on_disk = _find_image_dir(folders, layout)
     if image_dir is None:
-        if _image_names(root):
+        on_disk = _image_names(root)
+        if on_disk:
             image_dir = root
         else:
             raise DatasetError(f"No {layout.title} images under {root}: expected a folder named one of "
@@ -425,7 +428,7 @@ def _locate(root, layout, karpathy_json):
         raise DatasetError(f"No {layout.title} captions under {root}: expected one of "
                            f"{', '.join(layout.caption_files)} (searched two levels down), or pass "
                            f"--karpathy-json dataset_{layout.title.lower()}.json{hint}")
-    return folders, image_dir, caption_file
+    return folders, image_dir, on_disk, caption_file
 
 
 def _title_of(caption_file):
@@ -453,7 +456,7 @@ def read_splits(root, dataset, names=SPLITS, karpathy_json=None, skip_missing_im
         raise DatasetError(f"No split {unknown[0]!r} in {LAYOUTS[dataset].title}: the splits are "
                            f"{', '.join(SPLITS)} (Flickr8k's dev is val)")
     layout = LAYOUTS[dataset]
-    folders, image_dir, caption_file = _locate(root, layout, karpathy_json)
+    folders, image_dir, on_disk, caption_file = _locate(root, layout, karpathy_json)
     if karpathy_json:
         splits, payload = {}, coco.load_json(karpathy_json, "Karpathy split file")
         for name in names:
@@ -470,7 +473,6 @@ def read_splits(root, dataset, names=SPLITS, karpathy_json=None, skip_missing_im
         notes.append(f"skipped {captions.problems.summary()}")
     if captions.repaired:
         notes.append(f"{captions.repaired} row(s) without the '|' before the comment read as 'k comment'")
-    on_disk = _image_names(image_dir)
     absent = sorted(set(captions.by_image) - on_disk)
 
     split_paths = {}
