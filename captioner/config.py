@@ -10,6 +10,9 @@ import dataclasses
 import json
 import typing
 
+# The datasets `--dataset` names (read by `captioner.data.datasets.read_splits`).
+DATASETS = ("shapes", "coco", "flickr8k", "flickr30k")
+
 
 @dataclasses.dataclass
 class Config:
@@ -128,7 +131,7 @@ class Config:
         return dataclasses.replace(self, **changes).validated()
 
     def validated(self):
-        choices = {"dataset": ("shapes", "coco", "flickr8k", "flickr30k"), "decoder": ("lstm", "transformer"),
+        choices = {"dataset": DATASETS, "decoder": ("lstm", "transformer"),
                    "precision": ("float32", "mixed", "mixed_float16", "mixed_bfloat16")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:

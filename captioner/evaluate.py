@@ -19,6 +19,8 @@ import argparse
 import os
 import sys
 
+from captioner.config import DATASETS
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
@@ -28,7 +30,7 @@ def main(argv=None):
     parser.add_argument("run_dir", nargs="?", help="a run folder of python -m captioner.train")
     parser.add_argument("--split", default="test", help="split to caption")
     parser.add_argument("--data-root", help="dataset root to evaluate on (default: the run's own data)")
-    parser.add_argument("--dataset", choices=("shapes", "coco", "flickr8k", "flickr30k"),
+    parser.add_argument("--dataset", choices=DATASETS,
                         help="what --data-root holds (default: the run's dataset); shapes and coco are both read "
                              "as COCO layouts")
     parser.add_argument("--karpathy-json", help="path of the Karpathy split file of --data-root (dataset_coco.json, "

@@ -4,9 +4,8 @@ Training, evaluation and the notebooks read data through `read_splits`; each
 reader returns `coco.Split`s, so nothing after it knows where captions came from.
 """
 
+from captioner.config import DATASETS
 from captioner.data import coco, flickr
-
-DATASETS = ("shapes", "coco", "flickr8k", "flickr30k")
 
 
 def read_splits(dataset, root, names, karpathy_json=None, skip_missing_images=False, optional=()):

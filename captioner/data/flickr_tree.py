@@ -57,9 +57,9 @@ def _place(source, target):
 
 
 def _write_text(path, lines):
-    with open(path + ".tmp", "w", newline="\n") as handle:
+    # No temporary name per file: the whole tree is written under OUT.partial and renamed when complete.
+    with open(path, "w", newline="\n") as handle:
         handle.writelines(line + "\n" for line in lines)
-    os.replace(path + ".tmp", path)
 
 
 def write(out, source_root, dataset="flickr8k", form="token", karpathy=False, sizes=(6000, 1000, 1000), extra=0):
@@ -88,8 +88,9 @@ def write(out, source_root, dataset="flickr8k", form="token", karpathy=False, si
     if len(pool) < wanted:
         raise ValueError(f"{source_root} has {len(pool)} captioned images, fewer than the {wanted} asked for")
     named = [(photo_name(dataset, e.image_id), e) for e in pool[:wanted]]
+    captioned = [(file_name, [flickr_caption(c) for c in example.captions[:5]]) for file_name, example in named]
     bounds = [0, sizes[0], sizes[0] + sizes[1], sum(sizes), wanted]
-    parts = {name: named[bounds[i]:bounds[i + 1]] for i, name in enumerate(("train", "val", "test", "extra"))}
+    parts = {name: captioned[bounds[i]:bounds[i + 1]] for i, name in enumerate(("train", "val", "test", "extra"))}
 
     partial = out + ".partial"
     shutil.rmtree(partial, ignore_errors=True)
@@ -105,7 +106,6 @@ def write(out, source_root, dataset="flickr8k", form="token", karpathy=False, si
     for file_name, example in named:
         _place(example.path, os.path.join(images, file_name))
 
-    captioned = [(file_name, [flickr_caption(c) for c in example.captions[:5]]) for file_name, example in named]
     if form == "token":
         lines = [f"{name}#{k}\t{caption}" for name, captions in captioned for k, caption in enumerate(captions)]
         if dataset == "flickr8k" and captioned:  # as the real file: captions of an image that is not there
@@ -130,18 +130,16 @@ def write(out, source_root, dataset="flickr8k", form="token", karpathy=False, si
     if karpathy:
         _write_karpathy(os.path.join(partial, f"dataset_{dataset}.json"), dataset, parts)
     os.replace(partial, out)
-    return {split: [(name, [flickr_caption(c) for c in example.captions[:5]]) for name, example in part]
-            for split, part in parts.items()}
+    return parts
 
 
 def _write_karpathy(path, dataset, parts):
     """Karpathy's split file: `images[]` with `filename`, `imgid`, `sentids`, `sentences`, `split`; no filepath."""
     images, sentence_id = [], 0
     for split in ("train", "val", "test"):
-        for file_name, example in parts[split]:
+        for file_name, captions in parts[split]:
             sentences = []
-            for caption in example.captions[:5]:
-                raw = flickr_caption(caption)
+            for raw in captions:
                 tokens = [t for t in raw.lower().replace(".", " ").split()]
                 sentences.append({"tokens": tokens, "raw": raw, "imgid": len(images), "sentid": sentence_id})
                 sentence_id += 1
