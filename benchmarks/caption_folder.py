@@ -51,7 +51,7 @@ print("RESULT", time.perf_counter() - start)
 
 def shapes_folder(count, image_size, workdir):
     """A folder of `count` Shapes images (generated with its own seed, so unseen in training)."""
-    from captioner.data import shapes
+    from captioner.data.synthetic import shapes
 
     data = os.path.join(workdir, f"shapes-{count}")
     if not os.path.exists(data):
@@ -114,7 +114,8 @@ def large_section(args, workdir):
 
 
 def speed_section(args, workdir):
-    from captioner import export, runs
+    from captioner import runs
+    from captioner.inference import savedmodel
     import captioner
 
     config = runs.load_config(args.run)
@@ -124,7 +125,7 @@ def speed_section(args, workdir):
     results["caption_command_images_per_s_including_model_load"] = round(args.images / seconds, 1)
     results["caption_command_exit_status"] = int(status)
     saved = os.path.join(workdir, "saved")
-    export.export(captioner.load(args.run), saved, beam_size=3)
+    savedmodel.export(captioner.load(args.run), saved, beam_size=3)
     (served,) = run(SERVE, saved, folder)
     results["saved_model_images_per_s_after_load"] = round(args.images / served, 1)
     memory = {}

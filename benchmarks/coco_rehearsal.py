@@ -3,7 +3,7 @@
     python benchmarks/coco_rehearsal.py --work /tmp/rehearsal [--preset coco-lstm --preset coco-transformer]
         [--cache-images 2048] [--small-scale 0.05] [--steps 100] [--encoders MobileNetV3Large ConvNeXtTiny ...]
 
-MS COCO cannot be downloaded here, so `python -m captioner.data.rehearsal`
+MS COCO cannot be downloaded here, so `python -m captioner.data.synthetic.rehearsal`
 writes a tree of MS COCO 2014's layout and formats at full size (123,287
 images as hard links to a few hundred COCO-sized JPEGs, 5-7 captions each,
 instances, Karpathy's `dataset_coco.json`). On it the real commands run, as a
@@ -146,7 +146,7 @@ def python_m(module, *args):
 
 def ensure_tree(path, scale, work):
     """Writes the rehearsal tree at `path` (a no-op if complete); returns its build record."""
-    command = Command(python_m("captioner.data.rehearsal", path, "--scale", scale), os.path.join(work, f"tree-{scale}.log"))
+    command = Command(python_m("captioner.data.synthetic.rehearsal", path, "--scale", scale), os.path.join(work, f"tree-{scale}.log"))
     command.stage(f"rehearsal tree, scale {scale}")
     for _ in command.lines_until_exit():
         pass

@@ -19,7 +19,8 @@ import numpy as np
 import tensorflow as tf
 
 import captioner
-from captioner import decoding, runs, training
+from captioner import decoding, runs
+from captioner.data import datasets
 from captioner.data import tokenizer as tk
 from captioner.data.pipeline import image_dataset
 
@@ -68,7 +69,7 @@ def measure(run_dir, args):
     """Decoding figures of one trained run."""
     model = captioner.load(run_dir)
     config = runs.load_config(run_dir)
-    data = training.load_data(config)
+    data = datasets.load_data(config)
     paths = [e.path for e in data.test.examples[:args.batch_size]]
     images = next(iter(image_dataset(paths, model.image_size, model.normalization, args.batch_size)))
     features = model.encoder(images, training=False)

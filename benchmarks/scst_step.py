@@ -26,7 +26,12 @@ import time
 import keras
 import tensorflow as tf
 
-from captioner import cider, runs, scst, training
+from captioner import runs
+from captioner.evaluation import cider
+from captioner.training import scst
+from captioner.training import cross_entropy
+from captioner.data import datasets
+from captioner.training import run as run_lib
 from captioner import config as config_lib
 from captioner.data import tokenizer as tokenizer_lib
 from captioner.data.pipeline import caption_dataset
@@ -56,10 +61,10 @@ def main():
         config = config_lib.preset("shapes")
         captioner = None
     config = config.replace(batch_size=args.batch_size)
-    data = training.load_data(config)
+    data = datasets.load_data(config)
     if captioner is None:
-        vocabulary = training.build_vocabulary(config, data, "/nonexistent", write=False)
-        captioner = training.build_models(config, vocabulary)[0]
+        vocabulary = run_lib.build_vocabulary(config, data, "/nonexistent", write=False)
+        captioner = cross_entropy.build_models(config, vocabulary)[0]
     keras.utils.set_random_seed(0)
     examples = data.train.examples[:args.batch_size * 8]
     common = dict(image_size=config.image_size, normalization=captioner.normalization, batch_size=args.batch_size,
@@ -70,7 +75,7 @@ def main():
     rl_data = caption_dataset(examples, captioner.tokenizer, captions_per_image=references, **common).cache().repeat()
 
     # Cross-entropy: the run's own step.
-    training.compile_model(captioner, config, 1000)
+    cross_entropy.compile_model(captioner, config, 1000)
     captioner.fit(xe_data, steps_per_epoch=2, verbose=0)
     started = time.perf_counter()
     captioner.fit(xe_data, steps_per_epoch=args.steps, verbose=0)

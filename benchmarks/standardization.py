@@ -2,7 +2,7 @@
 
     python benchmarks/standardization.py [--repeat 100000]
 
-The COCO caption metrics (`captioner.coco_eval`) tokenise references and
+The COCO caption metrics (`captioner.evaluation.coco_eval`) tokenise references and
 generated captions with pycocoevalcap's PTB tokenizer (Stanford CoreNLP, Java)
 and drop its punctuation tokens. A model can only match those reference words
 if its vocabulary was built from the same words. For each candidate
@@ -16,7 +16,7 @@ captions:
   (multiset match per caption, micro-averaged over all tokens);
 - `candidate_tokens_in_ptb`: the same share of the candidate's tokens;
 - `identical_captions`: share of captions whose token list equals PTB's;
-- `coco_bleu_4`, `coco_cider_d`: the COCO evaluation (`captioner.coco_eval.score`,
+- `coco_bleu_4`, `coco_cider_d`: the COCO evaluation (`captioner.evaluation.coco_eval.score`,
   which PTB-tokenises both sides) of the standardised caption, joined with
   spaces, as the hypothesis and the original caption as its only reference:
   what a model that had learnt the caption perfectly in that vocabulary would
@@ -35,7 +35,7 @@ import time
 import tensorflow as tf
 import tensorflow_text as tf_text
 
-from captioner import coco_eval
+from captioner.evaluation import coco_eval
 from captioner.data import tokenizer
 
 CAPTIONS = [

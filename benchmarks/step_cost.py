@@ -17,12 +17,12 @@ import keras
 import tensorflow as tf
 
 from captioner import config as config_lib
-from captioner import training
+from captioner.training import cross_entropy
 from captioner.models.captioner import build_captioner
 
 
 def seconds_per_step(model, config, inputs, targets, steps):
-    training.compile_model(model, config, 100)
+    cross_entropy.compile_model(model, config, 100)
     weights = tf.ones_like(targets, tf.float32)
     dataset = tf.data.Dataset.from_tensors((inputs, targets, weights)).repeat()
     model.fit(dataset, steps_per_epoch=2, verbose=0)  # trace and compile

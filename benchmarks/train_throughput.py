@@ -36,7 +36,8 @@ import keras
 import tensorflow as tf
 
 from captioner import config as config_lib
-from captioner import training
+from captioner.training import cross_entropy
+from captioner.data import datasets
 from captioner.data import features
 from captioner.data import tokenizer as tokenizer_lib
 from captioner.data.pipeline import caption_dataset, pad_length, region_caption_dataset
@@ -73,7 +74,7 @@ def pipeline_rate(dataset, batches, warmup=5):
 
 
 def time_training(model, config, dataset, args, captions_per_step=None):
-    training.compile_model(model, config, 1000)
+    cross_entropy.compile_model(model, config, 1000)
     model.fit(dataset, epochs=1, steps_per_epoch=1, verbose=0)  # compile outside the timed steps
     timer = StepTimer(args.warmup)
     model.fit(dataset, epochs=1, steps_per_epoch=args.warmup + args.steps, callbacks=[timer], verbose=0)
@@ -117,10 +118,10 @@ class EpochTimer(keras.callbacks.Callback):
 def feature_cache_section(args, encoder, decoder_preset):
     """Seconds per epoch after the first: images through the frozen backbone against cached regions."""
     shapes_config = config_lib.preset("shapes")
-    root = training.data_root(shapes_config)
+    root = datasets.data_root(shapes_config)
     config = config_lib.preset(decoder_preset, data_root=root, encoder=encoder, encoder_weights=None,
                                train_encoder=False, image_size=224, cache_images=False)
-    data = training.load_data(config)
+    data = datasets.load_data(config)
     examples = data.train.examples[:args.cache_images]
     vocabulary = tokenizer_lib.build_vocabulary([c for e in examples for c in e.captions])
     steps = len(examples) // config.batch_size
@@ -136,7 +137,7 @@ def feature_cache_section(args, encoder, decoder_preset):
     model = build_captioner(config, vocabulary)
     images = caption_dataset(examples, model.tokenizer, config.image_size, model.normalization, training=True,
                              cache_images=False, **common)
-    training.compile_model(model, config, steps)
+    cross_entropy.compile_model(model, config, steps)
     timer = EpochTimer()
     model.fit(images, epochs=args.epochs, callbacks=[timer], verbose=0)
     result["images_seconds_per_epoch"] = [round(t, 2) for t in timer.seconds]
@@ -151,7 +152,7 @@ def feature_cache_section(args, encoder, decoder_preset):
         regions = region_caption_dataset(cache.regions(training=True), examples, model.tokenizer, training=True,
                                          **common)
         region_model = model.region_model()
-        training.compile_model(region_model, config, steps)
+        cross_entropy.compile_model(region_model, config, steps)
         timer = EpochTimer()
         region_model.fit(regions, epochs=args.epochs, callbacks=[timer], verbose=0)
     result["cached_seconds_per_epoch"] = [round(t, 2) for t in timer.seconds]
@@ -168,14 +169,14 @@ def precision_section(args):
     results = {"policy_for_mixed": "mixed_float16" if tf.config.list_physical_devices("GPU") else "mixed_bfloat16"}
     for decoder in args.decoders:
         config = config_lib.preset(args.preset, decoder=decoder)
-        data = training.load_data(config)
+        data = datasets.load_data(config)
         vocabulary = tokenizer_lib.build_vocabulary([c for e in data.train.examples for c in e.captions])
         rows = {}
         for precision in ("float32", "mixed"):
             for jit in (False, True):
                 variant = config.replace(precision=precision, jit_compile=jit)
                 keras.utils.set_random_seed(0)
-                with training.dtype_policy(precision):
+                with cross_entropy.dtype_policy(precision):
                     model = build_captioner(variant, vocabulary)
                 dataset = caption_dataset(
                     data.train.examples, model.tokenizer, config.image_size, model.normalization,
@@ -192,7 +193,7 @@ def precision_section(args):
 def throughput_section(args, results):
     for decoder in args.decoders:
         config = config_lib.preset(args.preset, decoder=decoder)
-        data = training.load_data(config)
+        data = datasets.load_data(config)
         vocabulary = tokenizer_lib.build_vocabulary([c for e in data.train.examples for c in e.captions])
         model = build_captioner(config, vocabulary)
         dataset = caption_dataset(data.train.examples, model.tokenizer, config.image_size, model.normalization,

@@ -48,7 +48,7 @@ def main(argv=None):
         parser.error(f"{args.run_dir} is not a finished run folder (no model.keras)")
 
     import captioner
-    from captioner import captioning
+    from captioner.inference import captioning
     from captioner.models.captioner import check_decoding, describe_decoding
 
     try:

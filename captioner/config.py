@@ -185,7 +185,7 @@ def _coerce(field, value):
     return value
 
 
-# `tf.distribute` strategies `captioner.train --distribute` offers (see `captioner.distribute.make_strategy`).
+# `tf.distribute` strategies `captioner.train --distribute` offers (see `captioner.training.distribute.make_strategy`).
 STRATEGIES = ("none", "mirrored", "multi-worker", "tpu")
 
 PRESETS = {

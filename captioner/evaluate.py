@@ -57,8 +57,9 @@ def main(argv=None):
     if args.alpha is not None and args.alpha < 0:
         parser.error("--alpha must be 0 or more")
 
-    from captioner import evaluation, runs
+    from captioner import runs
     from captioner.data.coco import DatasetError
+    from captioner.evaluation import scoring
 
     use_java = False if args.no_java else None
     try:
@@ -76,14 +77,14 @@ def main(argv=None):
     runs.write_json(os.path.join(output_dir, "per_image.json"),
                     [{"image_id": i, **scores} for i, scores in per_image.items()])
     runs.write_json(os.path.join(output_dir, "metrics.json"), metrics)
-    print(evaluation.format_table(metrics))
+    print(scoring.format_table(metrics))
     print(f"Written to {output_dir}")
     return 0
 
 
 def score_results_file(args, use_java):
-    from captioner import coco_eval, evaluation
     from captioner.data import coco, datasets
+    from captioner.evaluation import coco_eval, scoring
 
     if args.annotations:
         annotations = coco.load_json(args.annotations, "captions file")
@@ -93,10 +94,10 @@ def score_results_file(args, use_java):
         against = args.annotations
     else:
         split = datasets.read_split(args.dataset or "coco", args.data_root, args.split, args.karpathy_json)
-        references = evaluation.references_of(split)
+        references = scoring.references_of(split)
         against = f"{args.data_root} ({args.dataset or 'coco'}, {args.split} split)"
     predictions = coco_eval.check_results(coco.load_json(args.results, "results file"), references, args.results)
-    metrics, per_image = evaluation.score_predictions({i: references[i] for i in predictions}, predictions,
+    metrics, per_image = scoring.score_predictions({i: references[i] for i in predictions}, predictions,
                                                       use_java)
     metrics.update({"results": args.results, "annotations": against, "images": len(predictions),
                     "split": os.path.basename(args.annotations) if args.annotations else args.split,
@@ -107,15 +108,16 @@ def score_results_file(args, use_java):
 
 def evaluate_run(args, use_java):
     import captioner
-    from captioner import evaluation, runs, training
+    from captioner import runs
     from captioner.data import datasets
+    from captioner.evaluation import scoring
     from captioner.data.coco import DatasetError
     from captioner.models.captioner import describe_decoding
 
     config = runs.load_config(args.run_dir)
     # Evaluating writes nothing outside the output folder: the run's data must exist (a run folder
     # from elsewhere names its own data root and Shapes sizes, which are never generated here).
-    root = args.data_root or training.existing_data_root(config)
+    root = args.data_root or datasets.existing_data_root(config)
     karpathy = args.karpathy_json or (config.karpathy_json if not args.data_root else None)
     dataset = args.dataset or config.dataset
     own_data = not args.data_root and dataset == config.dataset
@@ -133,32 +135,31 @@ def evaluate_run(args, use_java):
     beam_size, alpha = model.decoding_settings(args.beam_size, args.alpha)
     source = model.decoding_source(args.beam_size, args.alpha)
     print(f"Decoding: {describe_decoding(beam_size, alpha)} ({source})", file=sys.stderr)
-    metrics, outputs, per_image = evaluation.evaluate_model(model, split, root, args.batch_size, beam_size, alpha,
+    metrics, outputs, per_image = scoring.evaluate_model(model, split, root, args.batch_size, beam_size, alpha,
                                                             use_java)
     metrics["data_root"] = root
     metrics["decoding_source"] = source
     training_captions = ([c for e in splits["train"].examples for c in e.captions] if "train" in splits
                          else _training_captions(config))
     label = metrics["decoding"]
-    metrics["genericness"] = {label: evaluation.genericness_of(outputs, training_captions)}
+    metrics["genericness"] = {label: scoring.genericness_of(outputs, training_captions)}
     if beam_size > 1:
-        greedy = evaluation.caption_examples(model, split.examples, args.batch_size, 1, 0.0, progress=False)
-        metrics["genericness"]["greedy"] = evaluation.genericness_of(greedy, training_captions)
+        greedy = scoring.caption_examples(model, split.examples, args.batch_size, 1, 0.0, progress=False)
+        metrics["genericness"]["greedy"] = scoring.genericness_of(greedy, training_captions)
     decoding = "greedy" if beam_size == 1 else f"beam{beam_size}" + (f"-alpha{alpha:g}" if alpha else "")
     output_dir = args.output_dir or os.path.join(args.run_dir, f"eval-{args.split}-{decoding}")
     captions = {o["image_id"]: o["caption"] for o in outputs}
     for image_id, scores in per_image.items():
         scores["caption"] = captions[image_id]
-    return metrics, per_image, evaluation.to_json_outputs(outputs), output_dir
+    return metrics, per_image, scoring.to_json_outputs(outputs), output_dir
 
 
 def _training_captions(config):
     """The run's training references (for the copied-caption share), or None where its data is not here."""
-    from captioner import training
     from captioner.data import coco, datasets
 
     try:
-        root = training.existing_data_root(config)
+        root = datasets.existing_data_root(config)
         return [c for e in datasets.read_split(config.dataset, root, "train", config.karpathy_json,
                                                config.skip_missing_images).examples for c in e.captions]
     except (coco.DatasetError, FileNotFoundError) as error:

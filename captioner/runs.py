@@ -12,8 +12,8 @@
                          (`"split": "val", "held_out": false`); greedy, and with the decoding default
       predictions_<split>.json   those (greedy) captions in the COCO results format
       decoding.json      the decoding default (beam size, length penalty) and the validation search that
-                         chose it (`captioner.decoding_choice`); `model.keras` carries the choice
-    and, for a self-critical stage (`captioner.scst`):
+                         chose it (`captioner.training.decoding_search`); `model.keras` carries the choice
+    and, for a self-critical stage (`captioner.training.scst`):
       scst.json          its parent run folder and the stage's settings (samples, baseline)
       cider_df.npz       the reward's document frequencies, counted once over the training references
 

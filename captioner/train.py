@@ -8,7 +8,7 @@ with `--preset flickr8k-lstm --data-root FLICKR8K` on Flickr8k as distributed
 Every config field has a flag; run with `--help` to list them.
 
 `--scst-from RUN_DIR` fine-tunes a finished run with self-critical training
-(CIDEr-D reward; see `captioner.scst`) into `RUN_DIR-scst`; the model is the
+(CIDEr-D reward; see `captioner.training.scst`) into `RUN_DIR-scst`; the model is the
 parent's, and only the stage's fields (learning rate, epochs, batch size, ...)
 may be given.
 """
@@ -63,19 +63,20 @@ def main(argv=None):
         parser.error(f"{args.config + ': ' if args.config else ''}{error}")
 
     # Imported after argument parsing so that --help is instant.
-    from captioner import runs, training
+    from captioner import runs
+    from captioner.training import cross_entropy, run
     from captioner.data.coco import DatasetError
 
     run_dir = args.run_dir or runs.choose_run_dir(os.path.join("runs", f"{config.preset}-{config.decoder}"))
     print(f"Run folder: {run_dir}", file=sys.stderr)
     try:
-        metrics = training.train(config, run_dir, verbose=2 if args.quiet else "auto", distribute=args.distribute)
+        metrics = cross_entropy.train(config, run_dir, verbose=2 if args.quiet else "auto", distribute=args.distribute)
     except (DatasetError, ValueError, FileExistsError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if metrics is None:  # a non-chief worker: the chief reports
         return 0
-    print(training.format_metrics(metrics))
+    print(run.format_metrics(metrics))
     print(f"Run folder: {run_dir}")
     print(f"Wall time: {time.time() - started:.1f} s (training {metrics['train_seconds']:.1f} s)")
     return 0
@@ -85,7 +86,7 @@ def _self_critical(parser, args, started):
     given = {f: getattr(args, f) for f in config_lib.field_names() if hasattr(args, f)}
     if args.config:
         parser.error("--config does not go with --scst-from: the stage starts from its parent's config")
-    from captioner import scst, training
+    from captioner.training import run, scst
     from captioner.data.coco import DatasetError
 
     defaults = scst.Settings("")
@@ -107,7 +108,7 @@ def _self_critical(parser, args, started):
         return 2
     if metrics is None:
         return 0
-    print(training.format_metrics(metrics))
+    print(run.format_metrics(metrics))
     print(f"Run folder: {run_dir}")
     print(f"Wall time: {time.time() - started:.1f} s (training {metrics['train_seconds']:.1f} s)")
     return 0

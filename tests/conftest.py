@@ -1,18 +1,77 @@
+"""Test tiers and hygiene, and the data and runs the tests share.
+
+Tiers (as keras-hub does with `large`): tests marked `slow` (training to a
+useful model, killing and resuming runs, several workers, notebooks) are
+skipped unless `--run-slow` is given. `python -m pytest -q` runs the fast
+tier while you work; `python -m pytest -q --run-slow` runs everything, as CI does.
+
+Hygiene: every test runs in its own temporary folder (so `./runs` and `./data`
+land there), and generated data, feature caches, Keras' and Matplotlib's homes
+live in one temporary folder per session, removed at its end. Subprocesses
+import the package from this checkout.
+"""
+
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
-import numpy as np
-import pytest
-
-from captioner.data import shapes
-
+# Before anything imports Keras or Matplotlib, which read their homes once.
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+SESSION_HOME = tempfile.mkdtemp(prefix="captioner-tests-")
+os.environ["CAPTIONER_DATA"] = os.path.join(SESSION_HOME, "data")
+os.environ["KERAS_HOME"] = os.path.join(SESSION_HOME, "keras")
+os.environ["MPLCONFIGDIR"] = os.path.join(SESSION_HOME, "matplotlib")
+os.environ["PYTHONPATH"] = ROOT + (os.pathsep + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else "")
 # Keep TensorFlow's C++ logging out of test output.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from captioner.data.synthetic import shapes  # noqa: E402
+
+
+def pytest_addoption(parser):
+    parser.addoption("--run-slow", action="store_true", default=False,
+                     help="also run the tests marked slow (the whole suite, as CI runs it)")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: trains to a useful model or runs processes for long; "
+                                       "skipped unless --run-slow")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--run-slow"):
+        return
+    skip = pytest.mark.skip(reason="slow tier: run with --run-slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(SESSION_HOME, ignore_errors=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_folder():
+    """Session fixtures (shared runs) are built in a folder of their own, not in the checkout."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(tempfile.mkdtemp(prefix="session-", dir=SESSION_HOME))
+        yield
+
+
+@pytest.fixture(autouse=True)
+def test_folder(tmp_path, monkeypatch):
+    """Each test runs in its own temporary folder: `./runs`, `./data` and outputs land there."""
+    monkeypatch.chdir(tmp_path)
 
 
 @pytest.fixture(scope="session")
@@ -27,10 +86,10 @@ def small_shapes(tmp_path_factory):
 def tiny_shapes(tmp_path_factory):
     """The tiny preset's Shapes data (2000 / 100 / 100 images at 64 px)."""
     from captioner import config as config_lib
-    from captioner import training
+    from captioner.data import datasets
 
     root = str(tmp_path_factory.mktemp("tiny") / "shapes")
-    training.load_data(config_lib.preset("tiny", data_root=root))
+    datasets.load_data(config_lib.preset("tiny", data_root=root))
     return root
 
 
@@ -38,11 +97,11 @@ def tiny_shapes(tmp_path_factory):
 def tiny_run(tmp_path_factory, tiny_shapes):
     """`(config, run_dir, metrics)` of the tiny preset trained as `python -m captioner.train --preset tiny`."""
     from captioner import config as config_lib
-    from captioner import training
+    from captioner.training import cross_entropy
 
     config = config_lib.preset("tiny", data_root=tiny_shapes)
     run_dir = str(tmp_path_factory.mktemp("run") / "tiny-lstm")
-    return config, run_dir, training.train(config, run_dir, verbose=0)
+    return config, run_dir, cross_entropy.train(config, run_dir, verbose=0)
 
 
 @pytest.fixture(scope="session")

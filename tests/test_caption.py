@@ -11,7 +11,10 @@ import pytest
 from PIL import Image
 
 import captioner
-from captioner import caption, captioning, coco_eval, evaluation
+from captioner import caption
+from captioner.inference import captioning
+from captioner.evaluation import coco_eval
+from captioner.evaluation import scoring
 from captioner.data import coco
 from captioner.data import images as images_lib
 
@@ -127,7 +130,7 @@ def test_csv_and_coco_outputs_and_attention_figures(trained_run, small_shapes, t
     # Greedy captions through the folder path equal those of the evaluation path (shared ops).
     greedy = {os.path.basename(r["path"]): r["caption"] for r in rows}
     model = captioner.load(trained_run)
-    evaluated = evaluation.caption_examples(model, examples, batch_size=4, beam_size=1, progress=False)
+    evaluated = scoring.caption_examples(model, examples, batch_size=4, beam_size=1, progress=False)
     assert [greedy[os.path.basename(e.path)] for e in examples] == [o["caption"] for o in evaluated]
 
 

@@ -6,7 +6,10 @@ import os
 import pytest
 from PIL import Image
 
-from captioner import chair, evaluate, evaluation, metrics
+from captioner import evaluate
+from captioner.evaluation import chair
+from captioner.evaluation import scoring
+from captioner.evaluation import metrics
 from captioner.data import coco
 
 # The 80 category names of MS COCO's instances_*.json, in id order.
@@ -158,7 +161,7 @@ def test_evaluate_writes_chair_on_a_shapes_run(trained_run, tmp_path, capsys):
     assert saved["chair_vocabulary"].startswith("Shapes")
     # A phrase hallucinates exactly when it names a colour and shape that its image lacks (a plural phrase
     # is one mention); each such phrase is also at least one object-precision miss.
-    found = evaluation.shapes_instances(saved["data_root"], "test")[0]
+    found = scoring.shapes_instances(saved["data_root"], "test")[0]
     predictions = {p["image_id"]: p["caption"] for p in json.load(open(out / "predictions.json"))}
     missing, named = {}, 0
     for image_id, caption in predictions.items():
@@ -177,7 +180,7 @@ def test_evaluate_writes_chair_on_a_shapes_run(trained_run, tmp_path, capsys):
 def test_evaluate_on_an_ms_coco_tree_through_the_karpathy_split(trained_run, tmp_path, capsys):
     # A run evaluated on another root shaped like MS COCO 2014 (the rehearsal tree: greyscale and portrait
     # JPEGs, 5-7 captions, instances, Karpathy's file): CHAIR reads instances_val2014.json for the test split.
-    from captioner.data import rehearsal
+    from captioner.data.synthetic import rehearsal
 
     tree = rehearsal.build(str(tmp_path / "coco"), scale=0.002, pool=8, progress=False).root
     out = tmp_path / "eval"

@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 
 from captioner import config as config_lib
-from captioner import runs, training
+from captioner import runs
+from captioner.training import callbacks as callbacks_lib
+from captioner.training import cross_entropy
 
 
 def read_rows(run_dir):
@@ -95,7 +97,7 @@ def test_a_crash_while_writing_a_backup_leaves_the_previous_one(tmp_path, small_
                 monkeypatch.setattr(self.model, "save_weights", half_written)
 
     with pytest.raises(Boom):
-        training.train(config, run_dir, verbose=0, extra_callbacks=[CrashDuringSecondBackup()])
+        cross_entropy.train(config, run_dir, verbose=0, extra_callbacks=[CrashDuringSecondBackup()])
     state = runs.read_json(os.path.join(run_dir, "backup", "state.json"))
     assert state["epoch"] == 0 and state["batch"] == 4 and state["step"] == 5
     assert os.path.getsize(os.path.join(run_dir, "backup", state["weights"])) > 10_000
@@ -103,7 +105,7 @@ def test_a_crash_while_writing_a_backup_leaves_the_previous_one(tmp_path, small_
 
     started = []
     record = keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: started.append(epoch))
-    metrics = training.train(config, run_dir, verbose=0, extra_callbacks=[record])
+    metrics = cross_entropy.train(config, run_dir, verbose=0, extra_callbacks=[record])
     assert started == [0, 1] and "nltk_bleu_4" in metrics
     assert [r["epoch"] for r in read_rows(run_dir)] == ["0", "1"]
 
@@ -111,9 +113,9 @@ def test_a_crash_while_writing_a_backup_leaves_the_previous_one(tmp_path, small_
 def test_a_resumed_run_cuts_log_rows_back_to_the_backup(tmp_path):
     path = tmp_path / "log.csv"
     path.write_text("epoch,loss\n0,2.0\n1,1.5\n2,1.2\n3,1.")  # epoch 3's row half-written
-    training.truncate_log(str(tmp_path), 2)
+    callbacks_lib.truncate_log(str(tmp_path), 2)
     assert path.read_text().splitlines() == ["epoch,loss", "0,2.0", "1,1.5"]
-    training.truncate_log(str(tmp_path), 0)
+    callbacks_lib.truncate_log(str(tmp_path), 0)
     assert path.read_text().splitlines() == ["epoch,loss"]
 
 
@@ -142,7 +144,7 @@ def test_early_stopping_state_survives_a_resume(tmp_path):
         stopping = keras.callbacks.EarlyStopping(monitor="val_score", mode="max", patience=2)
         started = []
         record = keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: started.append(epoch))
-        backup = training.RunBackup(str(backup_dir), "epoch", stopping=stopping)
+        backup = callbacks_lib.RunBackup(str(backup_dir), "epoch", stopping=stopping)
         x = np.ones((8, 2), np.float32)
         model.fit(x, x[:, :1], epochs=len(scores), verbose=0,
                   callbacks=[Score(), stopping, record, *extra, backup])
@@ -151,10 +153,10 @@ def test_early_stopping_state_survives_a_resume(tmp_path):
     assert run(tmp_path / "whole") == [0, 1, 2, 3]
     # A process killed after the stopping epoch's backup, before training was marked done, is done.
     stopped = runs.read_json(str(tmp_path / "whole" / "state.json"))
-    assert stopped["epoch"] == 4 and training.RunBackup.stopped_early(stopped, patience=2)
+    assert stopped["epoch"] == 4 and callbacks_lib.RunBackup.stopped_early(stopped, patience=2)
     with pytest.raises(KeyboardInterrupt):
         run(tmp_path / "cut", InterruptAt(3))
     state = runs.read_json(str(tmp_path / "cut" / "state.json"))
     assert state["epoch"] == 3 and state["early_stopping"] == {"best": 0.6, "wait": 1, "best_epoch": 1}
-    assert not training.RunBackup.stopped_early(state, patience=2)
+    assert not callbacks_lib.RunBackup.stopped_early(state, patience=2)
     assert run(tmp_path / "cut") == [3]  # without the stopping state it would run epochs 3, 4 and 5

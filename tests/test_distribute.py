@@ -20,7 +20,7 @@ import keras
 import numpy as np
 
 from captioner import config as config_lib
-from captioner import training
+from captioner.training import cross_entropy
 
 data_root, run_dir, dump = sys.argv[1:4]
 
@@ -39,7 +39,7 @@ class DumpWeights(keras.callbacks.Callback):
 
 
 config = config_lib.preset("tiny", data_root=data_root, epochs=2, steps_per_epoch=50, search_images=0)
-training.train(config, run_dir, verbose=2, distribute="multi-worker", extra_callbacks=[DumpWeights()])
+cross_entropy.train(config, run_dir, verbose=2, distribute="multi-worker", extra_callbacks=[DumpWeights()])
 '''
 
 
@@ -123,11 +123,12 @@ strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 # Cross-entropy training, then a self-critical stage, under one MirroredStrategy in one process.
 MIRRORED = TWO_DEVICES + r'''
 from captioner import config as config_lib  # noqa: E402
-from captioner import scst, training  # noqa: E402
+from captioner.training import scst
+from captioner.training import cross_entropy
 
 data_root, run_dir, parent, scst_dir = sys.argv[1:5]
 config = config_lib.preset("tiny", data_root=data_root, epochs=2, steps_per_epoch=12, search_images=0)
-training.train(config, run_dir, verbose=2, strategy=strategy)
+cross_entropy.train(config, run_dir, verbose=2, strategy=strategy)
 scst.train(parent, scst_dir, {"epochs": 1, "steps_per_epoch": 8, "search_images": 10}, verbose=2,
            strategy=strategy)
 '''

@@ -10,14 +10,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from captioner import coco_eval, evaluate, evaluation, metrics
+from captioner import evaluate
+from captioner.evaluation import coco_eval
+from captioner.evaluation import scoring
+from captioner.evaluation import metrics
 from captioner.data import coco
 
 needs_java = pytest.mark.skipif(not coco_eval.java_available(), reason="the PTB tokenizer and METEOR need Java")
 
 
 def shapes_references(root, split="test"):
-    return evaluation.references_of(coco.read_split(root, split))
+    return scoring.references_of(coco.read_split(root, split))
 
 
 def perturbed(references):
@@ -91,7 +94,7 @@ def test_without_java_metrics_are_labelled_and_meteor_left_out(small_shapes, cap
     scores, _ = coco_eval.score(references, perturbed(references), use_java=False)
     assert "coco_meteor" not in scores and scores["tokenizer"].startswith("python")
     assert "Java was not found" in capsys.readouterr().err
-    table = evaluation.format_table({**scores, **metrics.nltk_corpus_bleu([["a"]], ["a"])})
+    table = scoring.format_table({**scores, **metrics.nltk_corpus_bleu([["a"]], ["a"])})
     assert "METEOR     n/a (needs Java)" in table
 
 
@@ -209,7 +212,7 @@ def test_evaluating_a_run_folder_never_writes_its_data(trained_run, tmp_path, mo
     monkeypatch.setenv("CAPTIONER_DATA", str(tmp_path / "data-home"))
     (run / "config.json").write_text(json.dumps({**config, "data_root": None}))
     assert evaluate.main([str(run), "--beam-size", "1", "--no-java"]) == 2
-    assert "python -m captioner.data.shapes" in capsys.readouterr().err
+    assert "python -m captioner.data.synthetic.shapes" in capsys.readouterr().err
     assert not os.path.exists(tmp_path / "data-home")
     assert sorted(os.listdir(run)) == sorted(os.listdir(trained_run))
 
@@ -236,11 +239,12 @@ def test_genericness_figures_on_hand_made_captions():
 
 def test_evaluate_decodes_with_the_runs_recorded_default_and_says_so(trained_run, capsys):
     import captioner
-    from captioner import decoding_choice, runs
+    from captioner import runs
+    from captioner.training import decoding_search
 
-    choice = runs.read_json(os.path.join(trained_run, decoding_choice.FILE_NAME))
+    choice = runs.read_json(os.path.join(trained_run, decoding_search.FILE_NAME))
     settings = [(row["beam_size"], row["alpha"]) for row in choice["table"]]
-    assert settings == list(decoding_choice.GRID) and choice["images"] == 30  # the tiny preset's search_images
+    assert settings == list(decoding_search.GRID) and choice["images"] == 30  # the tiny preset's search_images
     best = max(choice["table"], key=lambda row: row["cider_d"])
     assert (choice["beam_size"], choice["alpha"]) in {(r["beam_size"], r["alpha"]) for r in choice["table"]
                                                       if r["cider_d"] == best["cider_d"]}
@@ -256,7 +260,7 @@ def test_evaluate_decodes_with_the_runs_recorded_default_and_says_so(trained_run
     row = next(r for r in choice["table"] if (r["beam_size"], r["alpha"]) == (choice["beam_size"], choice["alpha"]))
     first = dataclasses.replace(coco.read_split(saved["data_root"], "val"),
                                 examples=coco.read_split(saved["data_root"], "val").examples[:30])
-    scores, _, _ = evaluation.evaluate_model(model, first, saved["data_root"], 16, use_java=False, progress=False)
+    scores, _, _ = scoring.evaluate_model(model, first, saved["data_root"], 16, use_java=False, progress=False)
     assert scores["coco_cider_d"] == pytest.approx(row["cider_d"], abs=1e-4)
 
 

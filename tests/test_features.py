@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 from captioner import config as config_lib
-from captioner import runs, training
+from captioner import runs
+from captioner.training import cross_entropy
+from captioner.data import datasets
 from captioner.data import coco, features, pipeline
 from captioner.data import tokenizer as tk
 from captioner.models.captioner import build_captioner
@@ -172,7 +174,7 @@ def test_region_batches_match_image_batches(tmp_path, train_split):
 def test_training_from_the_cache(tmp_path, small_shapes):
     config = config_lib.preset("tiny", data_root=small_shapes, encoder="MobileNetV3Small", train_encoder=False,
                                search_images=0, feature_cache=True, feature_cache_dir=str(tmp_path / "cache"), epochs=1)
-    metrics = training.train(config, str(tmp_path / "run"), verbose=0)
+    metrics = cross_entropy.train(config, str(tmp_path / "run"), verbose=0)
     assert 0.0 <= metrics["nltk_bleu_4"] <= 1.0
     caches = [name for name in os.listdir(tmp_path / "cache") if not name.endswith(".lock")]  # a lock each
     assert len(caches) == 2 and all(name.startswith("MobileNetV3Small-64px-") for name in caches)  # train, val
@@ -189,8 +191,8 @@ def test_training_from_the_cache(tmp_path, small_shapes):
                                model(x), rtol=1e-4, atol=1e-4)
     # A rerun would reuse both caches: the same config builds the same encoder, whose key names them.
     keras.utils.set_random_seed(config.seed)
-    again, _ = training.build_models(config, model.tokenizer.words)
-    data = training.load_data(config)
+    again, _ = cross_entropy.build_models(config, model.tokenizer.words)
+    data = datasets.load_data(config)
     val = data.val.examples[:config.val_images]
     keys = {f"MobileNetV3Small-64px-{features.cache_key(again.encoder, s)}" for s in (data.train.examples, val)}
     assert keys == set(caches)

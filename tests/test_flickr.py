@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 
 from captioner import config as config_lib
-from captioner import evaluate, runs, training
-from captioner.data import datasets, flickr, flickr_tree
+from captioner import evaluate, runs
+from captioner.training import cross_entropy
+from captioner.data import datasets, flickr
+from captioner.data.synthetic import flickr_tree
 from captioner.data import tokenizer as tokenizer_lib
 from captioner.data.coco import DatasetError
 from captioner.data.pipeline import caption_dataset
@@ -94,8 +96,8 @@ def test_one_training_step_on_each_format(trees):
     config = config_lib.preset("tiny", image_size=32, feature_dim=8, embed_dim=8, hidden_dim=16, attention_dim=8,
                                batch_size=4)
     keras.utils.set_random_seed(0)
-    captioner, model = training.build_models(config, vocabulary)
-    training.compile_model(model, config, steps_per_epoch=1)
+    captioner, model = cross_entropy.build_models(config, vocabulary)
+    cross_entropy.compile_model(model, config, steps_per_epoch=1)
     for key, split in splits.items():
         batches = caption_dataset(split.examples, captioner.tokenizer, config.image_size, captioner.normalization,
                                   config.batch_size, max_length=config.max_length)
@@ -114,7 +116,7 @@ def test_train_and_evaluate_on_flickr30k_csv(trees, tmp_path, capsys):
                                encoder_weights=None, train_encoder=False, feature_cache=True,
                                feature_cache_dir=str(tmp_path / "cache"))
     run_dir = str(tmp_path / "run")
-    metrics = training.train(config, run_dir, verbose=0)
+    metrics = cross_entropy.train(config, run_dir, verbose=0)
     assert metrics["split"] == "test" and metrics["images"] == (sum(SIZES) + EXTRA) // 10
     predictions = runs.read_json(os.path.join(run_dir, "predictions_test.json"))
     assert all(p["image_id"] > 2 ** 31 for p in predictions)

@@ -47,7 +47,7 @@ def test_notebook_runs(path, tiny_shapes, trained_run, scst_run, monkeypatch):
 
 
 def test_data_exploration_reads_flickr8k_as_users_have_it(small_shapes, tmp_path, monkeypatch):
-    from captioner.data import flickr_tree
+    from captioner.data.synthetic import flickr_tree
 
     root = str(tmp_path / "flickr8k")
     flickr_tree.write(root, small_shapes, "flickr8k", "csv", sizes=(40, 8, 8))

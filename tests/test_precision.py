@@ -9,7 +9,8 @@ import pytest
 import tensorflow as tf
 
 from captioner import config as config_lib
-from captioner import runs, training
+from captioner import runs
+from captioner.training import cross_entropy
 from captioner.data import coco, pipeline
 from captioner.data import tokenizer as tk
 from captioner.models.captioner import build_captioner
@@ -29,12 +30,12 @@ def batch(size=4, captions=5, length=7, image_size=64):
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
 def test_mixed_policies_keep_variables_attention_and_logits_in_float32(decoder, policy):
     config = config_lib.preset("tiny", decoder=decoder, precision=policy)
-    with training.dtype_policy(policy):
+    with cross_entropy.dtype_policy(policy):
         model = build_captioner(config, VOCABULARY)
     assert keras.config.dtype_policy().name == "float32"  # restored after building
     assert model.decoder.compute_dtype == policy.split("_")[1]
     assert all(v.dtype == "float32" for v in model.trainable_variables)
-    training.compile_model(model, config, 10)
+    cross_entropy.compile_model(model, config, 10)
     x, y, w = batch()
     assert model(x).dtype == "float32"
     assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer) == (policy == "mixed_float16")
@@ -82,7 +83,7 @@ def test_static_shapes_pad_every_batch_to_the_same_shape(small_shapes):
 
 def train_tiny(run_dir, data_root, **flags):
     config = config_lib.preset("tiny", data_root=data_root, epochs=3, warmup_steps=10, search_images=0, **flags)
-    metrics = training.train(config, run_dir, verbose=0)
+    metrics = cross_entropy.train(config, run_dir, verbose=0)
     with open(os.path.join(run_dir, "log.csv")) as handle:
         return metrics, [float(r["loss"]) for r in csv.DictReader(handle)]
 

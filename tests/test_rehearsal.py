@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 from pycocotools.coco import COCO
 
-from captioner.data import coco, rehearsal
+from captioner.data import coco
+from captioner.data.synthetic import rehearsal
 
 SCALE, POOL, SEED = 0.002, 8, 0
 

@@ -13,7 +13,9 @@ from pycocoevalcap.cider.cider import Cider
 from pycocoevalcap.cider.cider_scorer import CiderScorer
 
 import captioner
-from captioner import cider, decoding, runs, scst
+from captioner import decoding, runs
+from captioner.evaluation import cider
+from captioner.training import scst
 from captioner.data import coco
 from captioner.data import tokenizer as tokenizer_lib
 
@@ -287,9 +289,9 @@ def test_stage_flags_are_checked_before_any_work(tmp_path, trained_run):
 
 
 def test_under_mixed_float16_the_stage_scales_its_loss():
-    from captioner import training
+    from captioner.training import cross_entropy
 
-    with training.dtype_policy("mixed_float16"):
+    with cross_entropy.dtype_policy("mixed_float16"):
         model = tiny_captioner()
         frequencies = cider.DocumentFrequencies.from_references([[[5, 6, 8, END]]] * 2,
                                                                 model.tokenizer.vocabulary_size)

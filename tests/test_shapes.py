@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from captioner.data import shapes
+from captioner.data.synthetic import shapes
 
 SPEC_COLOURS = {"red": (215, 38, 38), "green": (34, 160, 60), "blue": (40, 80, 215),
                 "yellow": (235, 200, 30), "purple": (140, 60, 180), "orange": (245, 130, 20)}

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from captioner import metrics
-from captioner.data import shapes
+from captioner.evaluation import metrics
+from captioner.data.synthetic import shapes
 from captioner.data import tokenizer as tk
 
 EXPECTED = [

@@ -12,19 +12,29 @@ import keras
 import pytest
 
 from captioner import config as config_lib
-from captioner import runs, training
+from captioner import runs
+from captioner.training import callbacks as callbacks_lib
+from captioner.training import cross_entropy
+from captioner.data import datasets
+from captioner.training import run as run_lib
+from captioner.evaluation import scoring
 from captioner.data import tokenizer as tk
 from captioner.models.captioner import build_captioner
 
 RESCORE = """
 import json, sys
 import captioner
-from captioner import runs, training
+from captioner import runs
+from captioner.training import callbacks as callbacks_lib
+from captioner.training import cross_entropy
+from captioner.data import datasets
+from captioner.training import run as run_lib
+from captioner.evaluation import scoring
 run_dir = sys.argv[1]
 model = captioner.load(run_dir)
 config = runs.load_config(run_dir)
-data = training.load_data(config)
-scores, captions = training.score_split(model, data.test, config.eval_batch_size, progress=False)
+data = datasets.load_data(config)
+scores, captions = scoring.score_split(model, data.test, config.eval_batch_size, progress=False)
 print(json.dumps({"scores": scores, "captions": captions}))
 """
 
@@ -39,8 +49,8 @@ def test_tiny_preset_learns(tiny_run):
     # An untrained model of the same config scores (almost) nothing.
     keras.utils.set_random_seed(1)
     untrained = build_captioner(config, tk.load_vocabulary(os.path.join(run_dir, runs.VOCAB)))
-    data = training.load_data(config)
-    baseline, _ = training.score_split(untrained, data.test, config.eval_batch_size, progress=False)
+    data = datasets.load_data(config)
+    baseline, _ = scoring.score_split(untrained, data.test, config.eval_batch_size, progress=False)
     assert baseline["nltk_bleu_4"] < 0.05
     assert metrics["nltk_bleu_4"] > baseline["nltk_bleu_4"] + 0.2, (metrics, baseline)
     assert metrics["nltk_bleu_1"] > 0.5
@@ -79,8 +89,8 @@ def test_resuming_with_another_config_is_refused(tiny_run, tmp_path):
     unfinished.mkdir()
     runs.write_json(str(unfinished / runs.CONFIG), config.to_json())
     with pytest.raises(ValueError, match="another config"):
-        training.check_run_dir(str(unfinished), config.replace(hidden_dim=32))
-    assert training.check_run_dir(str(unfinished), config) is True
+        run_lib.check_run_dir(str(unfinished), config.replace(hidden_dim=32))
+    assert run_lib.check_run_dir(str(unfinished), config) is True
     assert runs.choose_run_dir(run_dir) == run_dir + "-2"
 
 
@@ -88,7 +98,7 @@ def test_transformer_trains_on_tiny(tmp_path, tiny_shapes):
     # Two of the preset's four epochs: enough to show learning (a run gave BLEU-1 0.57, BLEU-4 0.27).
     config = config_lib.preset("tiny", decoder="transformer", data_root=tiny_shapes, learning_rate=1e-3,
                                search_images=0, epochs=2)
-    metrics = training.train(config, str(tmp_path / "run"), verbose=0)
+    metrics = cross_entropy.train(config, str(tmp_path / "run"), verbose=0)
     # An untrained model scores BLEU-4 < 0.05 (test_tiny_preset_learns).
     assert metrics["nltk_bleu_1"] > 0.4 and metrics["nltk_bleu_4"] > 0.15, metrics
     with open(tmp_path / "run" / "log.csv") as handle:
@@ -134,19 +144,19 @@ def test_an_interrupted_run_resumes_where_it_stopped(tmp_path, small_shapes):
     config = config_lib.preset("tiny", data_root=small_shapes, epochs=3, search_images=0)
     run_dir = str(tmp_path / "run")
     with pytest.raises(KeyboardInterrupt):
-        training.train(config, run_dir, verbose=0, extra_callbacks=[Interrupt(1)])
+        cross_entropy.train(config, run_dir, verbose=0, extra_callbacks=[Interrupt(1)])
     assert not runs.is_finished(run_dir) and os.path.isdir(os.path.join(run_dir, "backup"))
-    first_best = training.best_logged(run_dir)
+    first_best = callbacks_lib.best_logged(run_dir)
     assert first_best is not None
 
     started = []
     record = keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: started.append(epoch))
-    metrics = training.train(config, run_dir, verbose=0, extra_callbacks=[record])
+    metrics = cross_entropy.train(config, run_dir, verbose=0, extra_callbacks=[record])
     assert started == [1, 2]  # resumed after epoch 0, not restarted
     with open(os.path.join(run_dir, "log.csv")) as handle:
         assert [int(r["epoch"]) for r in csv.DictReader(handle)] == [0, 1, 2]
     assert runs.is_finished(run_dir) and not os.path.exists(os.path.join(run_dir, "backup"))
-    assert training.best_logged(run_dir) >= first_best and "nltk_bleu_4" in metrics
+    assert callbacks_lib.best_logged(run_dir) >= first_best and "nltk_bleu_4" in metrics
 
 
 def test_bad_training_input_fails_before_any_work(tmp_path, small_shapes):
@@ -189,12 +199,12 @@ def test_bad_training_input_fails_before_any_work(tmp_path, small_shapes):
 def test_float16_training_from_the_feature_cache_scales_the_loss():
     config = config_lib.preset("tiny", data_root="unused", train_encoder=False, feature_cache=True,
                                precision="mixed_float16")
-    captioner, model = training.build_models(config, ["a", "red", "circle"])
-    training.compile_model(model, config, steps_per_epoch=10)
+    captioner, model = cross_entropy.build_models(config, ["a", "red", "circle"])
+    cross_entropy.compile_model(model, config, steps_per_epoch=10)
     assert model is not captioner and model.dtype_policy.name == "mixed_float16"
     assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
     # The image model gets the same treatment, as it did before.
-    training.compile_model(captioner, config, steps_per_epoch=10)
+    cross_entropy.compile_model(captioner, config, steps_per_epoch=10)
     assert isinstance(captioner.optimizer, keras.optimizers.LossScaleOptimizer)
 
 
@@ -205,12 +215,12 @@ def test_without_a_test_split_the_final_metrics_are_labelled_val(tmp_path, small
     config = config_lib.preset("tiny", data_root=str(root), epochs=1, steps_per_epoch=3, search_images=0,
                                val_images=10)
     run_dir = str(tmp_path / "run")
-    metrics = training.train(config, run_dir, verbose=0)
+    metrics = cross_entropy.train(config, run_dir, verbose=0)
     assert metrics["split"] == "val" and metrics["held_out"] is False and metrics["images"] == 30
     assert runs.read_json(os.path.join(run_dir, runs.METRICS))["split"] == "val"
     assert os.path.exists(os.path.join(run_dir, "predictions_val.json"))
     assert not os.path.exists(os.path.join(run_dir, "predictions_test.json"))
-    printed = training.format_metrics(metrics)
+    printed = run_lib.format_metrics(metrics)
     assert printed.startswith("Final metrics on the val split, not a held-out test split") and "Test" not in printed
     err = capsys.readouterr().err
     assert "labelled val" in err

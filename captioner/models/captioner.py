@@ -4,7 +4,7 @@ import keras
 import tensorflow as tf
 
 from captioner import decoding
-from captioner.distribute import is_multi_worker
+from captioner.training.distribute import is_multi_worker
 from captioner.data import tokenizer as tokenizer_lib
 from captioner.models.encoders import ImageEncoder
 from captioner.models.lstm_decoder import LSTMDecoder
@@ -69,7 +69,7 @@ class Captioner(DistributedFitMixin, keras.Model):
         decoder: a `CaptionDecoder` (`LSTMDecoder` or `TransformerDecoder`).
         tokenizer: `CaptionTokenizer`, saved with the model.
         decoding: dict or None, the decoding `generate` uses when not told: `{"beam_size": int,
-            "alpha": float}` (see `captioner.decoding_choice`; None: greedy), saved with the model.
+            "alpha": float}` (see `captioner.training.decoding_search`; None: greedy), saved with the model.
     """
 
     def __init__(self, encoder, decoder, tokenizer, decoding=None, **kwargs):

@@ -1,141 +1,8 @@
-"""Samplers over a decoder's next-token callback, batched and in graph.
-
-A sampler knows nothing about the model. It calls
-
-    next_fn(tokens [N], state, memory) -> (logits [N, V], state, attention [N, P])
-
-where `state` and `memory` are dicts of batch-first tensors. Shapes are static
-(buffers of `max_length` steps), and the loop stops once every sequence has
-produced the end token.
-"""
+"""Batched beam search over images and beams in one graph, with a GNMT length penalty."""
 
 import tensorflow as tf
 
-
-def log_probabilities(logits, banned_ids=()):
-    """`logits [N, V]` -> float32 log-probabilities, words in `banned_ids` made impossible.
-
-    Banned words (padding, the start token) are removed before the softmax, so
-    the others' probabilities still sum to one.
-    """
-    logits = tf.cast(logits, tf.float32)
-    if banned_ids:
-        vocabulary = tf.shape(logits)[-1]
-        banned = tf.reduce_any(tf.equal(tf.range(vocabulary)[:, None], tf.constant(list(banned_ids))[None]), -1)
-        logits = tf.where(banned[None], tf.constant(-1e9, tf.float32), logits)
-    return tf.nn.log_softmax(logits)
-
-
-def check_alpha(alpha):
-    """Refuses a negative length penalty: the early-stop bound (and "longer is not worse") need alpha >= 0."""
-    if not tf.is_tensor(alpha) and alpha < 0:
-        raise ValueError(f"the length penalty alpha must be 0 or more, got {alpha}")
-
-
-def greedy_search(next_fn, memory, state, batch_size, max_length, start_id, end_id, banned_ids=()):
-    """Most likely word at each step.
-
-    Args:
-        next_fn: the next-token callback.
-        memory: dict of `[N, ...]` tensors, constant over steps.
-        state: dict of `[N, ...]` tensors, the initial state.
-        batch_size: int or scalar tensor, N.
-        max_length: int, most words generated (the end token included).
-        start_id: int, id fed at the first step.
-        end_id: int, id that ends a sequence.
-        banned_ids: ints, ids never emitted (padding, the start token).
-
-    Returns:
-        dict with `tokens [N, L]` (end token included, 0 after it), `scores [N]`
-        (sum of log-probabilities), `lengths [N]` (words before the end token)
-        and `attention [N, L, P]`.
-    """
-    steps = tf.range(max_length)
-
-    def update(step, logits, weights, output, attention, scores, finished):
-        log_probs = log_probabilities(logits, banned_ids)
-        chosen = tf.where(finished, 0, tf.argmax(log_probs, axis=-1, output_type=tf.int32))
-        scores = scores + tf.where(finished, 0.0, tf.gather(log_probs, chosen, batch_dims=1))
-        here = tf.equal(steps, step)[None, :]
-        output = tf.where(here, chosen[:, None], output)
-        attention = tf.where(here[..., None] & ~finished[:, None, None], weights[:, None, :], attention)
-        finished = finished | tf.equal(chosen, end_id)
-        return chosen, output, attention, scores, finished
-
-    # The first step runs outside the loop: its attention gives the buffer's shape.
-    logits, state, weights = next_fn(tf.fill([batch_size], start_id), state, memory)
-    output = tf.zeros([batch_size, max_length], tf.int32)
-    attention = tf.zeros(tf.concat([[batch_size, max_length], tf.shape(weights)[1:]], 0), weights.dtype)
-    scores = tf.zeros([batch_size], tf.float32)
-    finished = tf.zeros([batch_size], tf.bool)
-    tokens, output, attention, scores, finished = update(0, logits, weights, output, attention, scores, finished)
-
-    def cond(step, tokens, state, output, attention, scores, finished):
-        return (step < max_length) & ~tf.reduce_all(finished)
-
-    def body(step, tokens, state, output, attention, scores, finished):
-        logits, new_state, weights = next_fn(tokens, state, memory)
-        tokens, output, attention, scores, finished = update(
-            step, logits, weights, output, attention, scores, finished)
-        return step + 1, tokens, _same_shapes(new_state, state), output, attention, scores, finished
-
-    _, _, _, output, attention, scores, finished = tf.while_loop(
-        cond, body, (tf.constant(1), tokens, state, output, attention, scores, finished),
-        maximum_iterations=max_length - 1)
-    lengths = tf.reduce_sum(tf.cast((output != 0) & (output != end_id), tf.int32), axis=-1)
-    return {"tokens": output, "scores": scores, "lengths": lengths, "attention": attention}
-
-
-def sample(next_fn, memory, state, batch_size, max_length, start_id, end_id, banned_ids=(), temperature=1.0,
-           seed=None):
-    """Captions drawn word by word from the model's distribution (self-critical training's samples).
-
-    Arguments as `greedy_search`; each word is drawn from
-    `softmax(log_probs / temperature)` (`tf.random.categorical`, with `seed`).
-    No gradient flows through the draw: `captioner.scst` recomputes the
-    samples' log-probabilities with teacher forcing.
-
-    Returns:
-        dict with `tokens [N, L]` (end token included where drawn, 0 after) and
-        `lengths [N]` (words before the end token).
-    """
-    steps = tf.range(max_length)
-
-    def draw(logits, output, finished, step):
-        log_probs = log_probabilities(logits, banned_ids)
-        if temperature != 1.0:
-            log_probs = log_probs / temperature
-        chosen = tf.random.categorical(log_probs, 1, dtype=tf.int32, seed=seed)[:, 0]
-        chosen = tf.where(finished, 0, chosen)
-        output = tf.where(tf.equal(steps, step)[None, :], chosen[:, None], output)
-        return chosen, output, finished | tf.equal(chosen, end_id)
-
-    logits, state, _ = next_fn(tf.fill([batch_size], start_id), state, memory)
-    output = tf.zeros([batch_size, max_length], tf.int32)
-    tokens, output, finished = draw(logits, output, tf.zeros([batch_size], tf.bool), 0)
-
-    def cond(step, tokens, state, output, finished):
-        return (step < max_length) & ~tf.reduce_all(finished)
-
-    def body(step, tokens, state, output, finished):
-        logits, new_state, _ = next_fn(tokens, state, memory)
-        tokens, output, finished = draw(logits, output, finished, step)
-        return step + 1, tokens, _same_shapes(new_state, state), output, finished
-
-    _, _, _, output, _ = tf.while_loop(cond, body, (tf.constant(1), tokens, state, output, finished),
-                                       maximum_iterations=max_length - 1)
-    lengths = tf.reduce_sum(tf.cast((output != 0) & (output != end_id), tf.int32), axis=-1)
-    return {"tokens": output, "lengths": lengths}
-
-
-def _same_shapes(new, old):
-    """`new` with the static shapes of `old`: gathers lose a static batch size the loop started with."""
-    return tf.nest.map_structure(lambda n, o: tf.ensure_shape(n, o.shape), new, old)
-
-
-def length_penalty(length, alpha):
-    """GNMT length penalty `((5 + length) / 6) ** alpha`; alpha = 0 turns it off."""
-    return tf.pow((5.0 + tf.cast(length, tf.float32)) / 6.0, alpha)
+from captioner.decoding.base import check_alpha, length_penalty, log_probabilities, same_shapes
 
 
 def _tile(tensor, beam_size):
@@ -245,7 +112,7 @@ def beam_search(next_fn, memory, state, batch_size, beam_size, max_length, start
     def body(step, tokens, state, loop):
         logits, new_state, weights = next_fn(tokens, state, memory)
         new_state, new_loop = advance(step, logits, weights, new_state, loop)
-        new_state, new_loop = _same_shapes(new_state, state), _same_shapes(new_loop, loop)
+        new_state, new_loop = same_shapes(new_state, state), same_shapes(new_loop, loop)
         return step + 1, tf.reshape(new_loop[0][:, :, step], [-1]), new_state, new_loop
 
     tokens = tf.reshape(loop[0][:, :, 0], [-1])

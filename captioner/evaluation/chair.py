@@ -24,16 +24,16 @@ extractor (captions -> the object keys each names, one per mention):
 - **MS COCO** (`coco_mentions`): the 80 instance categories under their names
   in `instances_*.json`, with synonyms and plurals (`COCO_SYNONYMS`, written for
   this project). Captions are split into words by the caption tokenizer
-  (`captioner.metrics.words_of`), hyphenated words into their parts
+  (`captioner.evaluation.metrics.words_of`), hyphenated words into their parts
   ("motor-bike" is "motor bike"), and the longest phrase wins, so "hot dog" is a
   hot dog and not a dog, "teddy bear" no bear, "motor bike" a motorcycle and
   "microwave oven" no oven.
 - **Shapes** (`shapes_mentions`): an object is a colour and a shape
   ("red circle"), named by a `COLOUR SHAPE` phrase as
-  `captioner.metrics.named_objects` finds it; "two red circles" is one mention.
+  `captioner.evaluation.metrics.named_objects` finds it; "two red circles" is one mention.
 
 Instance annotations are read by `instance_objects` (COCO) or
-`captioner.evaluation.shapes_instances` (Shapes, whose annotations carry a
+`captioner.evaluation.scoring.shapes_instances` (Shapes, whose annotations carry a
 `color`).
 """
 
@@ -271,7 +271,7 @@ def coco_mentions(captions, vocabulary=None):
     Returns:
         list (one per caption) of lists of category names.
     """
-    from captioner import metrics
+    from captioner.evaluation import metrics
 
     vocabulary = coco_vocabulary() if vocabulary is None else vocabulary
     longest = max(map(len, vocabulary), default=0)
@@ -288,7 +288,7 @@ def shapes_key(colour, shape):
 def shapes_mentions(captions):
     """Shapes objects ("red circle") that each caption mentions, one per `COLOUR SHAPE` phrase.
 
-    Phrases are those `captioner.metrics.named_objects` finds; a plural phrase
+    Phrases are those `captioner.evaluation.metrics.named_objects` finds; a plural phrase
     ("two red circles") is one mention, as "two dogs" is one in COCO captions.
 
     Args:
@@ -297,7 +297,7 @@ def shapes_mentions(captions):
     Returns:
         list (one per caption) of lists of "colour shape" keys.
     """
-    from captioner import metrics
+    from captioner.evaluation import metrics
 
     mentions = []
     for caption in captions:

@@ -7,9 +7,9 @@ import sys
 
 import keras
 
-from captioner import chair
-from captioner import coco_eval
-from captioner import metrics as metrics_lib
+from captioner.evaluation import chair
+from captioner.evaluation import coco_eval
+from captioner.evaluation import metrics as metrics_lib
 from captioner.data import coco
 from captioner.data.pipeline import image_dataset
 
@@ -106,7 +106,7 @@ def shapes_figures(outputs, root, split_name, grid_shape, found=None):
 
 
 def chair_figures(outputs, split, root, shapes_objects=None):
-    """CHAIR (`captioner.chair`) of captioned outputs, where the split has instance annotations.
+    """CHAIR (`captioner.evaluation.chair`) of captioned outputs, where the split has instance annotations.
 
     On Shapes data (`shapes_objects`, from `shapes_instances`) an object is a
     colour and a shape; otherwise the MS COCO instance files covering the split's
@@ -133,7 +133,7 @@ def chair_figures(outputs, split, root, shapes_objects=None):
         except coco.DatasetError as error:  # an optional figure: the captions and scores still count
             print(f"CHAIR left out: {error}", file=sys.stderr)
             return {}, {}
-        extract, vocabulary = chair.coco_mentions, "MS COCO categories, synonyms and plurals (captioner/chair.py)"
+        extract, vocabulary = chair.coco_mentions, "MS COCO categories, synonyms and plurals (captioner/evaluation/chair.py)"
         if instances is None:
             files = chair.instance_files(split, root) or {}
             absent = [p for p in sorted(files) if not os.path.isfile(p)]
@@ -221,3 +221,10 @@ def genericness_of(outputs, training_captions=None):
 def to_json_outputs(outputs):
     return [{k: v for k, v in o.items() if k != "attention"} for o in outputs]
 
+
+def score_split(model, split, batch_size, progress=True):
+    """Greedy captions of a split and their nltk corpus BLEU; returns `(scores, captions)`."""
+    outputs = caption_examples(model, split.examples, batch_size, 1, 0.0, progress=progress)
+    captions = [o["caption"] for o in outputs]
+    references = list(references_of(split).values())
+    return metrics_lib.nltk_corpus_bleu(references, captions), captions

@@ -1,6 +1,6 @@
 """A full-size stand-in for MS COCO 2014, to rehearse COCO-scale runs without the download.
 
-    python -m captioner.data.rehearsal OUT_DIR [--scale 1.0] [--pool 300] [--seed 0]
+    python -m captioner.data.synthetic.rehearsal OUT_DIR [--scale 1.0] [--pool 300] [--seed 0]
 
 writes MS COCO 2014's layout and file formats with synthetic content: the
 82,783 + 40,504 JPEGs of `train2014/` and `val2014/` (hard links to a pool of
@@ -60,7 +60,7 @@ LONG_SIDE = 640
 JPEG_QUALITY = 90
 
 INFO = {
-    "description": "Synthetic rehearsal of the 2014 MS COCO dataset (captioner.data.rehearsal); not real data.",
+    "description": "Synthetic rehearsal of the 2014 MS COCO dataset (captioner.data.synthetic.rehearsal); not real data.",
     "url": "http://mscoco.org",
     "version": "1.0",
     "year": 2014,
@@ -1034,7 +1034,7 @@ def build(out_dir, scale=1.0, pool=300, seed=0, progress=True):
             links[kind] += number
     counts.update(links)
     counts.update(write_annotations(root, splits, plan, counts, seed, log))
-    marker = {"parameters": parameters, "generator": "captioner.data.rehearsal", "counts": counts}
+    marker = {"parameters": parameters, "generator": "captioner.data.synthetic.rehearsal", "counts": counts}
     _write_json(os.path.join(root, MARKER), marker)
     os.remove(os.path.join(root, STARTED))
     seconds = time.monotonic() - started
@@ -1107,7 +1107,7 @@ def _write_coco_files(root, parts_dir, split, plan, vocabulary, seed, log):
 
 def main(argv=None):
     """The command line; returns the exit status (2 for refused parameters or OUT_DIR)."""
-    parser = argparse.ArgumentParser(prog="python -m captioner.data.rehearsal",
+    parser = argparse.ArgumentParser(prog="python -m captioner.data.synthetic.rehearsal",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("out_dir", metavar="OUT_DIR", help="folder to write (new, empty, or this command's)")
     parser.add_argument("--scale", type=float, default=1.0, help="share of MS COCO 2014's counts (default 1.0)")
@@ -1118,7 +1118,7 @@ def main(argv=None):
     try:
         result = build(args.out_dir, args.scale, args.pool, args.seed, progress=not args.quiet)
     except RehearsalError as error:
-        print(f"python -m captioner.data.rehearsal: error: {error}", file=sys.stderr)
+        print(f"python -m captioner.data.synthetic.rehearsal: error: {error}", file=sys.stderr)
         return 2
     print(json.dumps({"root": result.root, "built": result.built, "counts": result.counts}))
     return 0

@@ -356,7 +356,7 @@ def caption_folder(model, folder, output, beam_size=None, batch_size=32, recursi
     beam_size, alpha = model.decoding_settings(beam_size, alpha)
     if attention_dir is not None:
         check_attention_dir(attention_dir, folder, recursive)
-        from captioner import plots  # matplotlib only when figures are asked for
+        from captioner.inference import figures  # matplotlib only when figures are asked for
     results = ResultsFile(output, describe_source(model, beam_size, alpha, max_length), overwrite)
     paths = [p for p in images_lib.find_images(folder, recursive) if p not in results.done]
     ids = assign_image_ids(paths, results.ids)
@@ -377,7 +377,7 @@ def caption_folder(model, folder, output, beam_size=None, batch_size=32, recursi
             results.write({"path": path, "image_id": ids[path], "caption": captions[row],
                            "score": round(float(scores[row]), 6)})
             if attention_dir is not None:
-                plots.save_attention_figure(preview, captions[row], result["attention"][row].numpy(),
+                figures.save_attention_figure(preview, captions[row], result["attention"][row].numpy(),
                                             model.encoder.grid_shape, figure_path(attention_dir, folder, path))
         counts["captioned"] += len(batch)
         results.flush()

@@ -4,7 +4,7 @@ Scenes of one to three coloured shapes on a noisy grey canvas, five template
 captions per image, written in the MS COCO file layout so that the same readers
 serve Shapes and COCO. Run on its own:
 
-    python -m captioner.data.shapes ROOT [--seed 0] [--image-size 96] [--splits 8000 500 500]
+    python -m captioner.data.synthetic.shapes ROOT [--seed 0] [--image-size 96] [--splits 8000 500 500]
 
 Generation writes into a sibling folder and renames it into place at the end,
 so an interrupted run never leaves something that looks complete.
@@ -382,7 +382,7 @@ def default_root(params=ShapesParams(), base=None):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m captioner.data.shapes", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m captioner.data.synthetic.shapes", description=__doc__.split("\n\n")[0])
     parser.add_argument("root", help="folder to create")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--image-size", type=int, default=96)

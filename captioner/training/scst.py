@@ -9,7 +9,7 @@ self-critical.pytorch implements them. Each step, for a batch of images:
 1. `samples` captions an image are drawn from the model (`decoding.sample`,
    batched and in graph through the decoders' shared next-token interface);
 2. each is rewarded with its CIDEr-D against the image's references
-   (`captioner.cider.CiderD`, document frequencies of the training references
+   (`captioner.evaluation.cider.CiderD`, document frequencies of the training references
    stored in the run; the end token counts as a word);
 3. the advantage is the reward minus a baseline: the mean reward of the image's
    other samples (`baseline="mean"`, so an image's advantages sum to zero), or
@@ -40,13 +40,19 @@ import time
 import keras
 import tensorflow as tf
 
-from captioner import cider, decoding, evaluation, files, runs, training
-from captioner import metrics as metrics_lib
+from captioner import decoding, files, runs
+from captioner.console import log
 from captioner.data import tokenizer as tokenizer_lib
+from captioner.data.datasets import load_data
 from captioner.data.pipeline import caption_dataset, region_caption_dataset
-from captioner.distribute import is_chief, make_strategy
+from captioner.evaluation import cider, scoring
+from captioner.evaluation import metrics as metrics_lib
 from captioner.models.captioner import DistributedFitMixin
 from captioner.models.decoder_base import _repeat_rows
+from captioner.training.callbacks import ValidationBleu, callbacks
+from captioner.training.cross_entropy import build_models, dtype_policy
+from captioner.training.distribute import is_chief, make_strategy
+from captioner.training.run import check_run_dir, copy_weights, finish, fit_resumably
 
 SETTINGS = "scst.json"
 BASELINES = ("mean", "greedy")
@@ -129,7 +135,7 @@ class SelfCriticalTrainer(DistributedFitMixin, keras.Model):
 
     Args:
         captioner: the `Captioner` whose weights are trained.
-        reward: `captioner.cider.CiderD`.
+        reward: `captioner.evaluation.cider.CiderD`.
         inputs: "images" or "regions" (from a feature cache: the encoder's head only).
         samples: int, captions drawn per image.
         baseline: "mean" or "greedy".
@@ -245,13 +251,13 @@ def policy_loss(decoder, features, tokens, advantage, temperature=1.0):
     return loss, per_sample
 
 
-class ValidationCider(training.ValidationBleu):
+class ValidationCider(ValidationBleu):
     """Adds greedy `val_cider_d` (pycocoevalcap's CIDEr-D on the caption tokenizer's words) to the logs."""
 
     monitor = "val_cider_d"
 
     def score(self):
-        outputs = evaluation.caption_examples(self.captioner, self.split.examples, self.batch_size, 1, 0.0,
+        outputs = scoring.caption_examples(self.captioner, self.split.examples, self.batch_size, 1, 0.0,
                                               progress=False)
         references = [list(e.captions) for e in self.split.examples]
         captions = [o["caption"] or "<empty>" for o in outputs]
@@ -288,7 +294,7 @@ def _datasets(config, data, captioner, strategy):
 
         cache, built = features.ensure(captioner.encoder, data.train.examples,
                                        config.feature_cache_dir or features.default_root(), config.eval_batch_size)
-        training.log(f"Feature cache of {data.train.name}: {cache.directory} ({'built now' if built else 'reused'})")
+        log(f"Feature cache of {data.train.name}: {cache.directory} ({'built now' if built else 'reused'})")
         train = region_caption_dataset(cache.regions(training=True, seed=config.seed), data.train.examples,
                                        captioner.tokenizer, **common)
     else:
@@ -312,8 +318,8 @@ def check_parent(parent):
 
 
 def check_stage_dir(run_dir, config, settings):
-    """`training.check_run_dir`, and the same stage settings for an unfinished stage run (to resume)."""
-    resuming = training.check_run_dir(run_dir, config)
+    """`captioner.training.run.check_run_dir`, and the same stage settings for an unfinished stage run (to resume)."""
+    resuming = check_run_dir(run_dir, config)
     path = os.path.join(run_dir, SETTINGS)
     if resuming and os.path.exists(path):
         saved = runs.read_json(path)
@@ -332,7 +338,7 @@ def train(parent, run_dir, overrides=None, samples=5, baseline="mean", temperatu
         run_dir: str, the stage's run folder (resumed if unfinished).
         overrides: dict of config fields among `STAGE_FIELDS`.
         samples, baseline, temperature: see `Settings`.
-        verbose, extra_callbacks, distribute, strategy: as `captioner.training.train`.
+        verbose, extra_callbacks, distribute, strategy: as `captioner.training.cross_entropy.train`.
 
     Returns:
         The test metrics (dict); None on a non-chief worker.
@@ -351,9 +357,9 @@ def train(parent, run_dir, overrides=None, samples=5, baseline="mean", temperatu
     chief = is_chief(strategy)
     resuming = check_stage_dir(run_dir, config, settings)
     keras.utils.set_random_seed(config.seed)
-    data = training.load_data(config)
+    data = load_data(config)
     if resuming:
-        training.log(f"Resuming the unfinished self-critical run in {run_dir}")
+        log(f"Resuming the unfinished self-critical run in {run_dir}")
     elif chief:  # the settings first: a folder with a config.json is one to resume, and must have them
         os.makedirs(run_dir, exist_ok=True)
         runs.write_json(os.path.join(run_dir, SETTINGS), dataclasses.asdict(settings))
@@ -363,14 +369,14 @@ def train(parent, run_dir, overrides=None, samples=5, baseline="mean", temperatu
         with files.replacing(os.path.join(run_dir, runs.VOCAB)) as temporary:
             shutil.copyfile(os.path.join(parent, runs.VOCAB), temporary)
     parent_model = runs.load(parent)
-    training.log(f"Self-critical training from {parent}: {samples} samples an image, {baseline} baseline, "
+    log(f"Self-critical training from {parent}: {samples} samples an image, {baseline} baseline, "
                  f"lr {config.learning_rate:g}, {config.epochs} epochs of "
                  f"{config.steps_per_epoch or 'all'} steps, batch {config.batch_size} images")
 
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
         # No pretrained weights are fetched: every weight is the parent's.
-        captioner, _ = training.build_models(config.replace(feature_cache=False, encoder_weights=None), vocabulary)
-        training._copy_weights(parent_model, captioner)
+        captioner, _ = build_models(config.replace(feature_cache=False, encoder_weights=None), vocabulary)
+        copy_weights(parent_model, captioner)
         if chief:
             frequencies = cider.ensure_frequencies(run_dir, captioner.tokenizer, data.train.examples,
                                                    config.max_length, tokenizer_lib.END_ID)
@@ -378,7 +384,7 @@ def train(parent, run_dir, overrides=None, samples=5, baseline="mean", temperatu
             frequencies = cider.DocumentFrequencies.from_references(
                 cider.reference_ids(captioner.tokenizer, data.train.examples, config.max_length,
                                     tokenizer_lib.END_ID), captioner.tokenizer.vocabulary_size)
-        with training.dtype_policy(config.precision):  # compile() reads it: loss scaling under float16
+        with dtype_policy(config.precision):  # compile() reads it: loss scaling under float16
             trainer = SelfCriticalTrainer(captioner, cider.CiderD(frequencies),
                                           "regions" if config.feature_cache else "images", samples, baseline,
                                           temperature, name="self_critical")
@@ -390,16 +396,16 @@ def train(parent, run_dir, overrides=None, samples=5, baseline="mean", temperatu
     if chief:  # what an epoch must beat to be kept: the stage never ships a model worse than its parent
         parent_score = ValidationCider(parent_model, data.val, config.eval_batch_size,
                                        config.val_images).score()["cider_d"]
-        training.log(f"Parent's val CIDEr-D {parent_score:.4f} (greedy): an epoch is kept only if it beats it")
-    all_callbacks = training.callbacks(config, run_dir, data, captioner, strategy, validation=validation,
+        log(f"Parent's val CIDEr-D {parent_score:.4f} (greedy): an epoch is kept only if it beats it")
+    all_callbacks = callbacks(config, run_dir, data, captioner, strategy, validation=validation,
                                        initial_best=parent_score)
-    train_seconds = training.fit_resumably(trainer, train_data, None, steps, config, run_dir, strategy,
+    train_seconds = fit_resumably(trainer, train_data, None, steps, config, run_dir, strategy,
                                            all_callbacks + list(extra_callbacks), verbose)
     if chief and not os.path.exists(os.path.join(run_dir, runs.BEST_WEIGHTS)):
-        training.log("No epoch beat the parent's validation CIDEr-D: the stage keeps the parent's weights "
+        log("No epoch beat the parent's validation CIDEr-D: the stage keeps the parent's weights "
                      "(try a lower --learning-rate)")
-        training._copy_weights(parent_model, captioner)
+        copy_weights(parent_model, captioner)
     extra = {"stage": "self-critical", "parent": settings.parent, "samples": samples, "baseline": baseline,
              "temperature": temperature, "parent_val_cider_d": parent_score}
-    return training.finish(config, run_dir, data, captioner, trainer, vocabulary, strategy, started,
+    return finish(config, run_dir, data, captioner, trainer, vocabulary, strategy, started,
                            train_seconds, extra=extra)

@@ -17,8 +17,8 @@ import os
 import sys
 import time
 
-from captioner import evaluation
-from captioner import metrics as metrics_lib
+from captioner.evaluation import scoring
+from captioner.evaluation import metrics as metrics_lib
 from captioner import runs
 
 # (beam size, length penalty alpha); greedy decoding has no length penalty.
@@ -42,7 +42,7 @@ def choose(captioner, split, batch_size, max_images=500, grid=GRID, progress=Tru
     table = []
     for beam_size, alpha in grid:
         started = time.time()
-        outputs = evaluation.caption_examples(captioner, split.examples, batch_size, beam_size, alpha,
+        outputs = scoring.caption_examples(captioner, split.examples, batch_size, beam_size, alpha,
                                               progress=False)
         captions = [o["caption"] or "<empty>" for o in outputs]
         cider, _ = metrics_lib.cider_d(references, captions)

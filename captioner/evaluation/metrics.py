@@ -79,7 +79,7 @@ def nltk_corpus_bleu(references, hypotheses):
 
 
 def _shapes_vocabulary():
-    from captioner.data import shapes
+    from captioner.data.synthetic import shapes
 
     return set(shapes.COLOURS), {**{s: s for s in shapes.SHAPES}, **{p: s for s, p in shapes.PLURALS.items()}}
 

@@ -1,6 +1,6 @@
 """Writes a Flickr8k- or Flickr30k-shaped tree from a COCO-format root (Shapes by default).
 
-    python -m captioner.data.flickr_tree OUT [--dataset flickr8k] [--format token] [--karpathy]
+    python -m captioner.data.synthetic.flickr_tree OUT [--dataset flickr8k] [--format token] [--karpathy]
         [--source SHAPES_ROOT] [--sizes 6000 1000 1000] [--extra 91]
 
 Flickr8k and Flickr30k cannot be downloaded here; this lays Shapes images and
@@ -150,7 +150,7 @@ def _write_karpathy(path, dataset, parts):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m captioner.data.flickr_tree",
+    parser = argparse.ArgumentParser(prog="python -m captioner.data.synthetic.flickr_tree",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("out", help="the tree's root (must not exist)")
     parser.add_argument("--dataset", default="flickr8k", choices=("flickr8k", "flickr30k"))
@@ -167,7 +167,7 @@ def main(argv=None):
     extra = args.extra if args.extra is not None else (91 if args.dataset == "flickr8k" else 0)
     source = args.source
     if source is None:
-        from captioner.data import shapes
+        from captioner.data.synthetic import shapes
         params = shapes.ShapesParams()
         source = shapes.ensure(shapes.default_root(params), params)
     try:

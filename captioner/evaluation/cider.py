@@ -1,6 +1,6 @@
 """CIDEr-D as the COCO caption evaluation computes it, over token ids, batched and in graph.
 
-The self-critical reward (`captioner.scst`). `CiderD` reproduces
+The self-critical reward (`captioner.training.scst`). `CiderD` reproduces
 pycocoevalcap's `CiderScorer` (the COCO evaluation's "CIDEr", which is CIDEr-D):
 n-grams of 1 to 4 words, tf-idf vectors with `idf = log(D) - log(max(1, df))`,
 the hypothesis' weights clipped at the reference's (`min(h, r) * r`), cosine

@@ -37,7 +37,7 @@ def _python_tokenize(captions_for_image):
     punctuation as pycocoevalcap does (see its docstring for the rare forms
     where the two differ), so the scores stay close to the official ones.
     """
-    from captioner.metrics import words_of
+    from captioner.evaluation.metrics import words_of
 
     keys = [(image_id, k) for image_id, entries in captions_for_image.items() for k in range(len(entries))]
     words = words_of([captions_for_image[i][k]["caption"] for i, k in keys])
