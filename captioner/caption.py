@@ -42,6 +42,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if (args.beam_size is not None and args.beam_size < 1) or args.batch_size < 1 or args.memory_budget_mb < 1:
         parser.error("--beam-size, --batch-size and --memory-budget-mb must be at least 1")
+    if args.alpha is not None and args.alpha < 0:
+        parser.error("--alpha must be 0 or more")
     if not os.path.isdir(args.folder):
         parser.error(f"{args.folder} is not a folder")
     if not os.path.exists(os.path.join(args.run_dir, "model.keras")):

@@ -100,6 +100,7 @@ def score_results_file(args, use_java):
     metrics, per_image = scoring.score_predictions({i: references[i] for i in predictions}, predictions,
                                                       use_java)
     metrics.update({"results": args.results, "annotations": against, "images": len(predictions),
+                    "empty_captions": sum(c == coco_eval.EMPTY for c in predictions.values()),
                     "split": os.path.basename(args.annotations) if args.annotations else args.split,
                     "decoding": "given",
                     "scale": coco_eval.SCALE})

@@ -28,6 +28,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.beam_size is not None and args.beam_size < 1:
         parser.error("--beam-size must be at least 1")
+    if args.alpha is not None and args.alpha < 0:
+        parser.error("--alpha must be 0 or more")
     if not os.path.exists(os.path.join(args.run_dir, "model.keras")):
         parser.error(f"{args.run_dir} is not a finished run folder (no model.keras)")
     if os.path.exists(args.out_dir):

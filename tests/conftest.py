@@ -83,6 +83,20 @@ def small_shapes(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def quick_run(tmp_path_factory, small_shapes):
+    """A finished run folder trained for a few steps (the tiny preset on `small_shapes`): it loads, captions,
+    evaluates and exports like any run, but has learned little. For tests of commands, not of quality."""
+    from captioner import config as config_lib
+    from captioner.training import cross_entropy
+
+    config = config_lib.preset("tiny", data_root=small_shapes, epochs=1, steps_per_epoch=6, search_images=8,
+                               val_images=30)
+    run_dir = str(tmp_path_factory.mktemp("quick") / "tiny-lstm")
+    cross_entropy.train(config, run_dir, verbose=0)
+    return run_dir
+
+
+@pytest.fixture(scope="session")
 def tiny_shapes(tmp_path_factory):
     """The tiny preset's Shapes data (2000 / 100 / 100 images at 64 px)."""
     from captioner import config as config_lib
@@ -107,6 +121,14 @@ def tiny_run(tmp_path_factory, tiny_shapes):
 @pytest.fixture(scope="session")
 def trained_run(tiny_run):
     return tiny_run[1]
+
+
+def exit_status(main, argv):
+    """A command's exit status run in this process: its return value, or the code of the SystemExit it raised."""
+    try:
+        return main(list(argv))
+    except SystemExit as error:
+        return error.code
 
 
 def run_stage(parent, run_dir, *extra):

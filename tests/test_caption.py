@@ -24,15 +24,15 @@ def upright(small_shapes):
     return np.asarray(Image.open(coco.read_split(small_shapes, "test").examples[0].path).convert("RGB"))
 
 
-SHAPES_IMAGES = 1000
+SHAPES_IMAGES = 100
 
 
 @pytest.fixture()
-def awkward_folder(tiny_shapes, tmp_path, upright):
-    """1000 Shapes images plus every awkward kind of file the caption command must survive."""
+def awkward_folder(small_shapes, tmp_path, upright):
+    """100 Shapes images plus every awkward kind of file the caption command must survive."""
     folder = tmp_path / "photos"
     folder.mkdir()
-    examples = coco.read_split(tiny_shapes, "train").examples[:SHAPES_IMAGES]
+    examples = coco.read_split(small_shapes, "train").examples[:SHAPES_IMAGES]
     for example in examples:
         shutil.copy(example.path, folder / os.path.basename(example.path))
     jpeg = open(examples[0].path, "rb").read()
@@ -81,9 +81,9 @@ def test_reader_orients_and_converts(awkward_folder, upright):
     assert images_lib.read_image(str(awkward_folder / "empty.jpg"))[1] == "empty file"
 
 
-def test_caption_command_survives_awkward_files(trained_run, awkward_folder, tmp_path, capsys):
+def test_caption_command_survives_awkward_files(quick_run, awkward_folder, tmp_path, capsys):
     output = tmp_path / "captions.jsonl"
-    status = caption.main([trained_run, str(awkward_folder), "-o", str(output), "--batch-size", "64", "--quiet"])
+    status = caption.main([quick_run, str(awkward_folder), "-o", str(output), "--batch-size", "64", "--quiet"])
     assert status == 1
     entries = [json.loads(line) for line in output.read_text().splitlines()]
     by_name = {os.path.basename(e["path"]): e for e in entries}
@@ -98,14 +98,14 @@ def test_caption_command_survives_awkward_files(trained_run, awkward_folder, tmp
 
     # Running again onto the same output skips what was captioned and retries only the failures;
     # the file keeps one record per image.
-    status = caption.main([trained_run, str(awkward_folder), "-o", str(output), "--batch-size", "64", "--quiet"])
+    status = caption.main([quick_run, str(awkward_folder), "-o", str(output), "--batch-size", "64", "--quiet"])
     assert status == 1
     again = [json.loads(line) for line in output.read_text().splitlines()]
     assert again == entries
     assert f"0 captioned, 5 failed, {SHAPES_IMAGES + 8} already" in capsys.readouterr().out
 
 
-def test_csv_and_coco_outputs_and_attention_figures(trained_run, small_shapes, tmp_path):
+def test_csv_and_coco_outputs_and_attention_figures(quick_run, small_shapes, tmp_path):
     folder = tmp_path / "few"
     folder.mkdir()
     examples = coco.read_split(small_shapes, "val").examples[:6]
@@ -113,41 +113,41 @@ def test_csv_and_coco_outputs_and_attention_figures(trained_run, small_shapes, t
         with open(example.path, "rb") as source, open(folder / os.path.basename(example.path), "wb") as out:
             out.write(source.read())
     csv_path, coco_path, figures = tmp_path / "out.csv", tmp_path / "out.json", tmp_path / "figures"
-    assert caption.main([trained_run, str(folder), "-o", str(csv_path), "--beam-size", "1", "--quiet",
+    assert caption.main([quick_run, str(folder), "-o", str(csv_path), "--beam-size", "1", "--quiet",
                          "--attention-plots", str(figures)]) == 0
     rows = list(csv.DictReader(open(csv_path)))
     assert len(rows) == 6 and all(r["caption"] for r in rows)
     assert len(os.listdir(figures)) == 6
     with Image.open(figures / sorted(os.listdir(figures))[0]) as figure:
         assert figure.size[0] > 300
-    assert caption.main([trained_run, str(folder), "-o", str(coco_path), "--quiet"]) == 0
+    assert caption.main([quick_run, str(folder), "-o", str(coco_path), "--quiet"]) == 0
     results = json.load(open(coco_path))
     assert sorted(r["image_id"] for r in results) == sorted(int(os.path.splitext(n)[0]) for n in os.listdir(folder))
     assert not os.path.exists(f"{coco_path}.partial.jsonl")
     # Running again onto a finished COCO results file skips everything and keeps the list whole.
-    assert caption.main([trained_run, str(folder), "-o", str(coco_path), "--quiet"]) == 0
+    assert caption.main([quick_run, str(folder), "-o", str(coco_path), "--quiet"]) == 0
     assert json.load(open(coco_path)) == results
     # Greedy captions through the folder path equal those of the evaluation path (shared ops).
     greedy = {os.path.basename(r["path"]): r["caption"] for r in rows}
-    model = captioner.load(trained_run)
+    model = captioner.load(quick_run)
     evaluated = scoring.caption_examples(model, examples, batch_size=4, beam_size=1, progress=False)
     assert [greedy[os.path.basename(e.path)] for e in examples] == [o["caption"] for o in evaluated]
 
 
-def test_bad_arguments_exit_2(trained_run, tmp_path):
-    for argv in ([trained_run, str(tmp_path / "missing")],
+def test_bad_arguments_exit_2(quick_run, tmp_path):
+    for argv in ([quick_run, str(tmp_path / "missing")],
                  [str(tmp_path), str(tmp_path)],
-                 [trained_run, str(tmp_path), "-o", str(tmp_path / "out.txt")],
-                 [trained_run, str(tmp_path), "--beam-size", "0"]):
+                 [quick_run, str(tmp_path), "-o", str(tmp_path / "out.txt")],
+                 [quick_run, str(tmp_path), "--beam-size", "0"]):
         with pytest.raises(SystemExit) as exit_info:
             caption.main(argv)
         assert exit_info.value.code == 2
     assert captioning.numeric_id("/x/COCO_val2014_000000000042.jpg") == 42
     assert captioning.numeric_id("/x/000000000042.png") == 42
     assert captioning.numeric_id("/x/holiday.jpg") is None and captioning.numeric_id("/x/IMG_0001.jpg") is None
-    for argv in ([trained_run, str(tmp_path), "--alpha", "-1"],
-                 [trained_run, str(tmp_path), "--attention-plots", str(tmp_path)],
-                 [trained_run, str(tmp_path), "--recursive", "--attention-plots", str(tmp_path / "figures")]):
+    for argv in ([quick_run, str(tmp_path), "--alpha", "-1"],
+                 [quick_run, str(tmp_path), "--attention-plots", str(tmp_path)],
+                 [quick_run, str(tmp_path), "--recursive", "--attention-plots", str(tmp_path / "figures")]):
         with pytest.raises(SystemExit) as exit_info:
             caption.main(argv)
         assert exit_info.value.code == 2
@@ -172,10 +172,10 @@ def records(path):
 
 
 @pytest.mark.parametrize("extension", ["jsonl", "csv", "json"])
-def test_a_torn_last_record_is_dropped_and_redone(trained_run, small_shapes, tmp_path, extension):
+def test_a_torn_last_record_is_dropped_and_redone(quick_run, small_shapes, tmp_path, extension):
     folder = copy_images(small_shapes, tmp_path / "photos", [f"{k:012d}.jpg" for k in range(1, 7)])
     whole = tmp_path / "whole.jsonl"
-    assert caption.main([trained_run, str(folder), "-o", str(whole), "--beam-size", "1", "--quiet"]) == 0
+    assert caption.main([quick_run, str(folder), "-o", str(whole), "--beam-size", "1", "--quiet"]) == 0
     complete = [json.loads(line) for line in whole.read_text().splitlines()]
     output = tmp_path / f"out.{extension}"
     # What a process killed while writing its sixth record leaves behind.
@@ -188,7 +188,7 @@ def test_a_torn_last_record_is_dropped_and_redone(trained_run, small_shapes, tmp
     stream = tmp_path / ("out.json.partial.jsonl" if extension == "json" else f"out.{extension}")
     stream.write_text(text[:-12], newline="")  # the sixth record cut short, no final newline
     shutil.copy(f"{whole}.source.json", f"{output}.source.json")  # made by the same model and settings
-    assert caption.main([trained_run, str(folder), "-o", str(output), "--beam-size", "1", "--quiet"]) == 0
+    assert caption.main([quick_run, str(folder), "-o", str(output), "--beam-size", "1", "--quiet"]) == 0
     result = records(output)
     assert len(result) == 6
     key = "file_name" if extension == "json" else "path"
@@ -198,17 +198,17 @@ def test_a_torn_last_record_is_dropped_and_redone(trained_run, small_shapes, tmp
     assert not os.path.exists(tmp_path / "out.json.partial.jsonl")
 
 
-def test_image_ids_are_unique_and_stable_across_reruns(trained_run, small_shapes, tmp_path):
+def test_image_ids_are_unique_and_stable_across_reruns(quick_run, small_shapes, tmp_path):
     names = ["a.jpg", "p/IMG_0001.jpg", "q/IMG_0001.jpg", "000000000042.jpg", "sub/000000000042.jpg", "7.png"]
     folder = copy_images(small_shapes, tmp_path / "photos", names)
     output = tmp_path / "out.json"
-    assert caption.main([trained_run, str(folder), "-o", str(output), "--recursive", "--quiet"]) == 0
+    assert caption.main([quick_run, str(folder), "-o", str(output), "--recursive", "--quiet"]) == 0
     first = {r["file_name"]: r["image_id"] for r in records(output)}
     assert len(first) == 6 and len(set(first.values())) == 6
     assert first[str(folder / "000000000042.jpg")] == 42 and first[str(folder / "7.png")] == 7
     # New files in a later run get ids of their own; the earlier ones keep theirs.
     copy_images(small_shapes, folder, ["b.jpg", "c.jpg", "r/IMG_0001.jpg", "42.jpg"], split="test")
-    assert caption.main([trained_run, str(folder), "-o", str(output), "--recursive", "--quiet"]) == 0
+    assert caption.main([quick_run, str(folder), "-o", str(output), "--recursive", "--quiet"]) == 0
     second = {r["file_name"]: r["image_id"] for r in records(output)}
     assert len(second) == 10 and len(set(second.values())) == 10
     assert {path: second[path] for path in first} == first
@@ -217,16 +217,16 @@ def test_image_ids_are_unique_and_stable_across_reruns(trained_run, small_shapes
     assert set(coco_eval.check_results(records(output), references, str(output))) == set(second.values())
 
 
-def test_attention_figures_never_collide_or_touch_the_images(trained_run, small_shapes, tmp_path):
+def test_attention_figures_never_collide_or_touch_the_images(quick_run, small_shapes, tmp_path):
     names = ["x.jpg", "x.png", "a/b.jpg", "a__b.jpg"]
     folder = copy_images(small_shapes, tmp_path / "photos", names)
     figures = tmp_path / "figures"
-    assert caption.main([trained_run, str(folder), "-o", str(tmp_path / "out.jsonl"), "--recursive", "--quiet",
+    assert caption.main([quick_run, str(folder), "-o", str(tmp_path / "out.jsonl"), "--recursive", "--quiet",
                          "--attention-plots", str(figures)]) == 0
     written = sorted(os.path.relpath(os.path.join(d, f), figures) for d, _, fs in os.walk(figures) for f in fs)
     assert written == sorted(name + ".png" for name in names)
     before = {name: (folder / name).read_bytes() for name in names}
-    again = [trained_run, str(folder), "-o", str(tmp_path / "again.jsonl"), "--quiet"]
+    again = [quick_run, str(folder), "-o", str(tmp_path / "again.jsonl"), "--quiet"]
     for refused in (again + ["--attention-plots", str(folder)],  # the image folder itself
                     again + ["--recursive", "--attention-plots", str(folder / "a")]):  # inside it, recursive
         with pytest.raises(SystemExit) as exit_info:
@@ -236,23 +236,23 @@ def test_attention_figures_never_collide_or_touch_the_images(trained_run, small_
     assert sorted(os.listdir(folder)) == ["a", "a__b.jpg", "x.jpg", "x.png"]
 
 
-def test_results_of_another_model_or_setting_are_not_mixed(trained_run, small_shapes, tmp_path, capsys):
+def test_results_of_another_model_or_setting_are_not_mixed(quick_run, small_shapes, tmp_path, capsys):
     folder = copy_images(small_shapes, tmp_path / "photos", ["000000000001.jpg", "000000000002.jpg"])
     (folder / "000000000003.jpg").write_bytes(b"not yet an image")
     output = tmp_path / "out.csv"
-    assert caption.main([trained_run, str(folder), "-o", str(output), "--beam-size", "1", "--quiet"]) == 1
+    assert caption.main([quick_run, str(folder), "-o", str(output), "--beam-size", "1", "--quiet"]) == 1
     source = json.load(open(f"{output}.source.json"))
     assert source["beam_size"] == 1 and len(source["model"]) == 16
-    assert caption.main([trained_run, str(folder), "-o", str(output), "--beam-size", "3", "--quiet"]) == 2
+    assert caption.main([quick_run, str(folder), "-o", str(output), "--beam-size", "3", "--quiet"]) == 2
     assert "another model or other settings (beam_size 1 -> 3)" in capsys.readouterr().err
     # The failed file is mended: the rerun replaces its failure instead of adding a row beside it.
     copy_images(small_shapes, tmp_path / "fixed", ["000000000003.jpg"], split="test")
     shutil.copy(tmp_path / "fixed" / "000000000003.jpg", folder / "000000000003.jpg")
-    assert caption.main([trained_run, str(folder), "-o", str(output), "--beam-size", "1", "--quiet"]) == 0
+    assert caption.main([quick_run, str(folder), "-o", str(output), "--beam-size", "1", "--quiet"]) == 0
     rows = records(output)
     assert len(rows) == 3 and all(r["caption"] and not r["error"] for r in rows)
     # Another model (other weights) is refused too; --overwrite starts afresh.
-    model = captioner.load(trained_run)
+    model = captioner.load(quick_run)
     model.decoder.logits.bias.assign(model.decoder.logits.bias.numpy() + 1.0)
     with pytest.raises(captioning.ResultsMismatchError, match="model"):
         captioning.caption_folder(model, str(folder), str(output), beam_size=1, progress=False)
@@ -298,10 +298,10 @@ def test_decoded_pixels_in_flight_stay_within_the_memory_budget(tmp_path):
     assert len(peaks) == len(paths) and max(peaks) <= budget
 
 
-def test_a_second_run_on_the_same_output_is_refused_while_the_first_writes(trained_run, small_shapes, tmp_path):
+def test_a_second_run_on_the_same_output_is_refused_while_the_first_writes(quick_run, small_shapes, tmp_path):
     folder = copy_images(small_shapes, tmp_path / "photos", ["000000000001.jpg"])
     output = str(tmp_path / "out.json")
-    model = captioner.load(trained_run)
+    model = captioner.load(quick_run)
     source = captioning.describe_source(model, 1, 0.0, None)
     first = captioning.ResultsFile(output, source)
     with pytest.raises(captioning.ResultsInUseError, match="another process is writing"):
@@ -314,44 +314,44 @@ def test_a_second_run_on_the_same_output_is_refused_while_the_first_writes(train
     assert counts["captioned"] == 1 and len(json.load(open(output))) == 2
 
 
-def test_a_file_this_program_did_not_write_is_refused_untouched(trained_run, small_shapes, tmp_path, capsys):
+def test_a_file_this_program_did_not_write_is_refused_untouched(quick_run, small_shapes, tmp_path, capsys):
     folder = copy_images(small_shapes, tmp_path / "photos", ["000000000001.jpg"])
     for name, text in (("mine.jsonl", '{"id": 1, "note": "keep me"}\n{"id": 2, "note": "no newline"}'),
                        ("mine.csv", "name,score\nholiday.jpg,3\n"), ("mine.json", '{"not": "a list"}')):
         path = tmp_path / name
         path.write_text(text)
-        assert caption.main([trained_run, str(folder), "-o", str(path), "--quiet"]) == 2
+        assert caption.main([quick_run, str(folder), "-o", str(path), "--quiet"]) == 2
         assert "without a record of what made them" in capsys.readouterr().err
         assert path.read_text() == text
 
 
-def test_awkward_file_names_survive_csv_output_and_a_torn_record(trained_run, small_shapes, tmp_path):
+def test_awkward_file_names_survive_csv_output_and_a_torn_record(quick_run, small_shapes, tmp_path):
     names = ["new\nline, with comma.jpg", 'quote ".jpg', os.fsdecode(b"bad\xffutf.jpg"), "plain.jpg"]
     folder = copy_images(small_shapes, tmp_path / "photos", names)
     output = tmp_path / "out.csv"
-    assert caption.main([trained_run, str(folder), "-o", str(output), "--beam-size", "1", "--quiet"]) == 0
+    assert caption.main([quick_run, str(folder), "-o", str(output), "--beam-size", "1", "--quiet"]) == 0
     complete = output.read_bytes()
     rows = list(csv.DictReader(open(output, newline="", errors="surrogateescape")))
     assert sorted(os.path.basename(r["path"]) for r in rows) == sorted(names)
     # Cut inside the quoted file name with a newline in it: that record is torn, the ones before stand.
     cut = complete.index(b"new\n") + 4
     output.write_bytes(complete[:cut])
-    assert caption.main([trained_run, str(folder), "-o", str(output), "--beam-size", "1", "--quiet"]) == 0
+    assert caption.main([quick_run, str(folder), "-o", str(output), "--beam-size", "1", "--quiet"]) == 0
     again = list(csv.DictReader(open(output, newline="", errors="surrogateescape")))
     assert sorted(os.path.basename(r["path"]) for r in again) == sorted(names)
     assert {r["path"]: r["caption"] for r in again} == {r["path"]: r["caption"] for r in rows}
 
 
-def test_figures_of_long_names_and_a_figure_folder_around_the_images(trained_run, small_shapes, tmp_path):
+def test_figures_of_long_names_and_a_figure_folder_around_the_images(quick_run, small_shapes, tmp_path):
     long_name = "x" * 250 + ".jpg"
     folder = copy_images(small_shapes, tmp_path / "photos", [long_name])
     figures = tmp_path / "figures"
-    assert caption.main([trained_run, str(folder), "-o", str(tmp_path / "out.jsonl"), "--quiet",
+    assert caption.main([quick_run, str(folder), "-o", str(tmp_path / "out.jsonl"), "--quiet",
                          "--attention-plots", str(figures)]) == 0
     (written,) = os.listdir(figures)
     assert written.startswith("x" * 200) and written.endswith(".png") and len(written) <= 255
     # The image folder inside the figure folder: figures of its subfolders would land among its images.
     with pytest.raises(SystemExit) as exit_info:
-        caption.main([trained_run, str(folder), "-o", str(tmp_path / "again.jsonl"), "--quiet", "--recursive",
+        caption.main([quick_run, str(folder), "-o", str(tmp_path / "again.jsonl"), "--quiet", "--recursive",
                       "--attention-plots", str(tmp_path)])
     assert exit_info.value.code == 2

@@ -150,6 +150,7 @@ def test_instances_loader_reads_only_the_files_of_the_splits_images(tmp_path):
         chair.instance_objects(test, str(root))
 
 
+@pytest.mark.slow
 def test_evaluate_writes_chair_on_a_shapes_run(trained_run, tmp_path, capsys):
     out = tmp_path / "eval"
     assert evaluate.main([trained_run, "--beam-size", "1", "--batch-size", "50", "--no-java",
@@ -177,14 +178,14 @@ def test_evaluate_writes_chair_on_a_shapes_run(trained_run, tmp_path, capsys):
     assert per_image == {i: [f"{c} {s}" for c, s in pairs] for i, pairs in missing.items()}
 
 
-def test_evaluate_on_an_ms_coco_tree_through_the_karpathy_split(trained_run, tmp_path, capsys):
+def test_evaluate_on_an_ms_coco_tree_through_the_karpathy_split(quick_run, tmp_path, capsys):
     # A run evaluated on another root shaped like MS COCO 2014 (the rehearsal tree: greyscale and portrait
     # JPEGs, 5-7 captions, instances, Karpathy's file): CHAIR reads instances_val2014.json for the test split.
     from captioner.data.synthetic import rehearsal
 
     tree = rehearsal.build(str(tmp_path / "coco"), scale=0.002, pool=8, progress=False).root
     out = tmp_path / "eval"
-    assert evaluate.main([trained_run, "--data-root", tree, "--karpathy-json", os.path.join(tree, "dataset_coco.json"),
+    assert evaluate.main([quick_run, "--data-root", tree, "--karpathy-json", os.path.join(tree, "dataset_coco.json"),
                           "--split", "test", "--beam-size", "3", "--no-java", "--output-dir", str(out)]) == 0
     saved = json.load(open(out / "metrics.json"))
     test = coco.read_split(tree, "test", os.path.join(tree, "dataset_coco.json"))
@@ -195,7 +196,7 @@ def test_evaluate_on_an_ms_coco_tree_through_the_karpathy_split(trained_run, tmp
     # A damaged instances file leaves CHAIR out, with the reason, and the evaluation still succeeds.
     with open(os.path.join(tree, "annotations", "instances_val2014.json"), "w") as handle:
         handle.write("{")
-    assert evaluate.main([trained_run, "--data-root", tree, "--karpathy-json", os.path.join(tree, "dataset_coco.json"),
+    assert evaluate.main([quick_run, "--data-root", tree, "--karpathy-json", os.path.join(tree, "dataset_coco.json"),
                           "--split", "test", "--no-java", "--output-dir", str(tmp_path / "again")]) == 0
     assert "chair_i" not in json.load(open(tmp_path / "again" / "metrics.json"))
     assert "CHAIR left out: Malformed JSON in instances file" in capsys.readouterr().err

@@ -22,6 +22,7 @@ def read_rows(run_dir):
         return list(csv.DictReader(handle))
 
 
+@pytest.mark.slow
 def test_sigkill_mid_epoch_then_the_same_command_resumes_and_finishes(tmp_path, tiny_shapes):
     run_dir = str(tmp_path / "run")
     command = [sys.executable, "-m", "captioner.train", "--preset", "tiny", "--data-root", tiny_shapes,
@@ -81,6 +82,7 @@ class Boom(Exception):
     pass
 
 
+@pytest.mark.slow
 def test_a_crash_while_writing_a_backup_leaves_the_previous_one(tmp_path, small_shapes, monkeypatch):
     """The weights file is written, then committed by replacing `state.json`: a crash in between is harmless."""
     config = config_lib.preset("tiny", data_root=small_shapes, epochs=2, backup_steps=5, search_images=0)

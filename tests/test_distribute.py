@@ -1,5 +1,6 @@
 """Training on two workers with MultiWorkerMirroredStrategy, on localhost CPUs."""
 
+import pytest
 import csv
 import json
 import os
@@ -58,6 +59,7 @@ def load_arrays(path):
         return [arrays[k] for k in sorted(arrays.files, key=lambda name: int(name.split("_")[1]))]
 
 
+@pytest.mark.slow
 def test_two_workers_train_the_tiny_preset_in_step_and_only_the_chief_writes(tmp_path, tiny_shapes):
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
@@ -144,6 +146,7 @@ def run_script(tmp_path, source, *args):
     return result
 
 
+@pytest.mark.slow
 def test_cross_entropy_and_self_critical_training_under_a_mirrored_strategy(tmp_path, small_shapes, trained_run):
     run_dir, scst_dir = str(tmp_path / "run"), str(tmp_path / "scst")
     result = run_script(tmp_path, MIRRORED, small_shapes, run_dir, trained_run, scst_dir)

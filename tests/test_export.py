@@ -27,19 +27,20 @@ print(json.dumps(captions))
 """
 
 
-def test_saved_model_captions_equal_the_caption_command(trained_run, small_shapes, tmp_path):
+@pytest.mark.slow
+def test_saved_model_captions_equal_the_caption_command(quick_run, small_shapes, tmp_path):
     folder = tmp_path / "images"
     folder.mkdir()
     examples = coco.read_split(small_shapes, "train").examples[:100]
     for example in examples:
         shutil.copy(example.path, folder / os.path.basename(example.path))
     output = tmp_path / "captions.jsonl"
-    assert caption.main([trained_run, str(folder), "-o", str(output), "--beam-size", "3", "--quiet"]) == 0
+    assert caption.main([quick_run, str(folder), "-o", str(output), "--beam-size", "3", "--quiet"]) == 0
     expected = {json.loads(line)["path"]: json.loads(line)["caption"] for line in output.read_text().splitlines()}
     assert len(set(expected.values())) >= 10  # a model that says different things about different images
 
     saved = str(tmp_path / "saved")
-    assert export.main([trained_run, saved, "--beam-size", "3"]) == 0
+    assert export.main([quick_run, saved, "--beam-size", "3"]) == 0
     paths = sorted(expected)
     served = subprocess.run([sys.executable, "-c", SERVE, saved, json.dumps(paths)], capture_output=True, text=True,
                             check=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
@@ -62,7 +63,7 @@ print(json.dumps(results))
 """
 
 
-def test_saved_model_reads_photos_as_the_caption_command(trained_run, small_shapes, tmp_path):
+def test_saved_model_reads_photos_as_the_caption_command(quick_run, small_shapes, tmp_path):
     """EXIF-rotated JPEGs, transparency and greyscale caption alike; an image over the pixel limit is refused."""
     folder = tmp_path / "photos"
     folder.mkdir()
@@ -79,14 +80,14 @@ def test_saved_model_reads_photos_as_the_caption_command(trained_run, small_shap
     pictures[4].convert("L").save(folder / "grey.jpg", quality=90)
     pictures[5].save(folder / "plain.jpg", quality=90)
     output = tmp_path / "captions.jsonl"
-    assert caption.main([trained_run, str(folder), "-o", str(output), "--beam-size", "3", "--quiet"]) == 0
+    assert caption.main([quick_run, str(folder), "-o", str(output), "--beam-size", "3", "--quiet"]) == 0
     expected = {json.loads(line)["path"]: json.loads(line)["caption"] for line in output.read_text().splitlines()}
     assert len(expected) == 6 and all(expected.values())
 
     huge = str(tmp_path / "huge.png")
     Image.new("1", (12000, 12000)).save(huge)  # a few kilobytes, 144 million pixels
     saved = str(tmp_path / "saved")
-    assert export.main([trained_run, saved, "--beam-size", "3"]) == 0
+    assert export.main([quick_run, saved, "--beam-size", "3"]) == 0
     served = subprocess.run([sys.executable, "-c", SERVE_EACH, saved, json.dumps(sorted(expected) + [huge])],
                             capture_output=True, text=True, check=True,
                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, cwd=str(tmp_path))
@@ -95,16 +96,17 @@ def test_saved_model_reads_photos_as_the_caption_command(trained_run, small_shap
     assert results == expected
 
 
-def test_export_refuses_bad_arguments(trained_run, tmp_path, capsys):
-    for argv in ([trained_run, str(tmp_path)], [str(tmp_path / "none"), str(tmp_path / "out")],
-                 [trained_run, str(tmp_path / "out"), "--beam-size", "0"],
-                 [trained_run, str(tmp_path / "out"), "--alpha", "-0.5"]):
+def test_export_refuses_bad_arguments(quick_run, tmp_path, capsys):
+    for argv in ([quick_run, str(tmp_path)], [str(tmp_path / "none"), str(tmp_path / "out")],
+                 [quick_run, str(tmp_path / "out"), "--beam-size", "0"],
+                 [quick_run, str(tmp_path / "out"), "--alpha", "-0.5"]):
         with pytest.raises(SystemExit) as exit_info:
             export.main(argv)
         assert exit_info.value.code == 2
     assert not os.path.exists(tmp_path / "out")
 
 
+@pytest.mark.slow
 def test_export_refuses_a_transformer_max_length_past_its_training(tmp_path, capsys):
     import keras
 

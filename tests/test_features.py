@@ -53,6 +53,7 @@ def test_cache_holds_the_backbone_regions_in_order_and_is_reused(tmp_path, train
     assert not built and again.directory == cache.directory
 
 
+@pytest.mark.slow
 def test_cache_key_changes_with_encoder_image_size_and_data(tmp_path, train_split):
     examples = train_split.examples[:20]
     key = features.cache_key(frozen_encoder(0), examples)
@@ -69,6 +70,7 @@ def test_cache_key_changes_with_encoder_image_size_and_data(tmp_path, train_spli
     assert features.cache_key(frozen_encoder(0), moved) != before
 
 
+@pytest.mark.slow
 def test_an_interrupted_build_is_not_taken_for_a_cache_and_resumes(tmp_path, train_split, monkeypatch):
     monkeypatch.setattr(features, "RECORDS_PER_SHARD", 16)
     encoder = frozen_encoder()
@@ -118,6 +120,7 @@ def test_regions_are_stored_as_float16_where_that_keeps_them(tmp_path, train_spl
     assert features.storage_dtype(np.zeros((4, 9, 16))) == "float16"
 
 
+@pytest.mark.slow
 def test_a_second_builder_waits_for_the_first_and_reads_its_cache(tmp_path, train_split, capsys):
     # Two builders of one cache (the workers of a multi-worker run): the second waits on the lock, then finds
     # the cache complete and computes nothing.
@@ -156,6 +159,7 @@ def test_progress_reports_rate_and_time_left(capsys):
     assert lines[1].startswith("\rFeature cache: 100/100 images, ") and lines[1].endswith(" left")
 
 
+@pytest.mark.slow
 def test_region_batches_match_image_batches(tmp_path, train_split):
     encoder = frozen_encoder()
     examples = train_split.examples[:32]
@@ -171,6 +175,7 @@ def test_region_batches_match_image_batches(tmp_path, train_split):
         np.testing.assert_allclose(xr["regions"], encoder.regions(xi["images"]), rtol=2e-3, atol=2e-3)
 
 
+@pytest.mark.slow
 def test_training_from_the_cache(tmp_path, small_shapes):
     config = config_lib.preset("tiny", data_root=small_shapes, encoder="MobileNetV3Small", train_encoder=False,
                                search_images=0, feature_cache=True, feature_cache_dir=str(tmp_path / "cache"), epochs=1)

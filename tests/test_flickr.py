@@ -87,6 +87,7 @@ def test_karpathy_json_gives_splits_and_imgid_ids(trees, dataset, form):
         position += size
 
 
+@pytest.mark.slow
 def test_one_training_step_on_each_format(trees):
     """One model (the trees share their words) takes a training step on batches read from each format."""
     splits = {key: datasets.read_split(key[0], root, "train") for key, (root, _) in trees.items()}
@@ -107,6 +108,7 @@ def test_one_training_step_on_each_format(trees):
         assert np.isfinite(loss).all() and np.ravel(loss)[0] > 0, key
 
 
+@pytest.mark.slow
 def test_train_and_evaluate_on_flickr30k_csv(trees, tmp_path, capsys):
     """The train command's code path end to end (the Transformer; the step above was the LSTM's): feature cache,
     derived split, photo ids past 2**31, then the evaluate command."""

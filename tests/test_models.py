@@ -73,7 +73,7 @@ def test_lstm_adds_the_doubly_stochastic_penalty():
     assert losses[10.0] > losses[0.0] + 1e-3
 
 
-@pytest.mark.parametrize("decoder", ["lstm", "transformer"])
+@pytest.mark.parametrize("decoder", ["lstm", pytest.param("transformer", marks=pytest.mark.slow)])
 def test_config_round_trip_and_safe_mode_load(decoder, tmp_path):
     model = tiny(decoder)
     x = batch()
@@ -88,7 +88,7 @@ def test_config_round_trip_and_safe_mode_load(decoder, tmp_path):
     np.testing.assert_array_equal(loaded.generate(x["images"])["tokens"], model.generate(x["images"])["tokens"])
 
 
-@pytest.mark.parametrize("decoder", ["lstm", "transformer"])
+@pytest.mark.parametrize("decoder", ["lstm", pytest.param("transformer", marks=pytest.mark.slow)])
 def test_predict_and_fit_over_tf_data(decoder):
     model = tiny(decoder)
     x = batch(batch_size=8)
@@ -125,7 +125,8 @@ def test_frozen_keras_application_encoder():
 
 
 @pytest.mark.parametrize("backbone, normalization, channels", [
-    ("EfficientNetV2B0", "raw", 1280), ("ConvNeXtTiny", "raw", 768), ("ResNet152V2", "tf", 2048)])
+    ("EfficientNetV2B0", "raw", 1280), pytest.param("ConvNeXtTiny", "raw", 768, marks=pytest.mark.slow),
+    pytest.param("ResNet152V2", "tf", 2048, marks=pytest.mark.slow)])
 def test_stronger_keras_application_encoders(backbone, normalization, channels):
     # Built without weights at 64 px: a 2 x 2 region grid (stride 32), run on images normalised its way.
     encoder = ImageEncoder(backbone, image_size=64, feature_dim=8, weights=None, trainable_backbone=False)
@@ -161,7 +162,7 @@ def test_beam_decoding_through_the_model(decoder):
     np.testing.assert_allclose(rescored, scores[:, 0], rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("decoder", ["lstm", "transformer"])
+@pytest.mark.parametrize("decoder", ["lstm", pytest.param("transformer", marks=pytest.mark.slow)])
 def test_decoding_never_emits_padding_or_start_and_keeps_unknown_words_in_place(decoder):
     model = tiny(decoder)
     # Logits that prefer padding and start above all, then the unknown word, then the end.
@@ -207,6 +208,7 @@ def test_a_negative_length_penalty_is_refused():
         decoding.beam_search(lambda t, s, m: (None, s, None), {}, {}, 1, 2, 3, tk.START_ID, tk.END_ID, alpha=-1.0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("decoder", ["lstm", "transformer"])
 def test_a_batch_of_one_image_decodes(decoder):
     model = tiny(decoder)

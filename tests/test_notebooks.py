@@ -37,6 +37,7 @@ def headless(monkeypatch):
     monkeypatch.setenv("PYTHONPATH", root + os.pathsep + os.environ.get("PYTHONPATH", ""))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=os.path.basename)
 def test_notebook_runs(path, tiny_shapes, trained_run, scst_run, monkeypatch):
     headless(monkeypatch)
@@ -46,6 +47,7 @@ def test_notebook_runs(path, tiny_shapes, trained_run, scst_run, monkeypatch):
     execute(path)
 
 
+@pytest.mark.slow
 def test_data_exploration_reads_flickr8k_as_users_have_it(small_shapes, tmp_path, monkeypatch):
     from captioner.data.synthetic import flickr_tree
 

@@ -26,6 +26,7 @@ def batch(size=4, captions=5, length=7, image_size=64):
     return x, y, tf.ones([size, captions, length])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("decoder", ["lstm", "transformer"])
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
 def test_mixed_policies_keep_variables_attention_and_logits_in_float32(decoder, policy):
@@ -46,6 +47,7 @@ def test_mixed_policies_keep_variables_attention_and_logits_in_float32(decoder, 
     np.testing.assert_allclose(tf.reduce_sum(out["attention"][:, 0], -1), 1.0, atol=1e-3)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("decoder", ["lstm", "transformer"])
 def test_training_step_compiles_with_xla_and_matches(decoder):
     """Forward and gradient under XLA, traced with unknown batch and caption sizes, equal the plain ones."""
@@ -93,6 +95,7 @@ def float32_losses(tmp_path_factory, small_shapes):
     return train_tiny(str(tmp_path_factory.mktemp("float32") / "run"), small_shapes)[1]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flags", [dict(precision="mixed"), dict(jit_compile=True)])
 def test_tiny_trains_with_mixed_precision_or_xla(tmp_path, small_shapes, flags, float32_losses):
     run_dir = str(tmp_path / "run")

@@ -2,7 +2,6 @@
 
 import collections
 import csv
-import json
 import os
 
 import keras
@@ -216,6 +215,7 @@ def test_sampling_draws_from_the_model_distribution_and_never_padding_or_start()
             assert length == 8
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("decoder", ["transformer"])  # the LSTM's steps run in the stage tests (scst_run)
 def test_a_train_step_moves_the_model_toward_high_reward_captions(decoder):
     """On one image with one reference, SCST steps raise the reward of what the model samples."""
@@ -242,6 +242,7 @@ def test_a_train_step_moves_the_model_toward_high_reward_captions(decoder):
     assert greedy_reward() > before + 1.0
 
 
+@pytest.mark.slow
 def test_the_stage_is_a_run_that_survives_sigkill_and_loads_like_any_other(scst_run):
     run_dir, parent_dir = scst_run["run_dir"], scst_run["parent"]
     assert not scst_run["finished_when_killed"]
@@ -277,17 +278,18 @@ def test_the_stage_is_a_run_that_survives_sigkill_and_loads_like_any_other(scst_
     assert run_stage(parent_dir, run_dir).wait(timeout=300) == 2
 
 
-def test_stage_flags_are_checked_before_any_work(tmp_path, trained_run):
+def test_stage_flags_are_checked_before_any_work(tmp_path, quick_run):
     from captioner import train
 
     with pytest.raises(SystemExit):
-        train.main(["--scst-from", trained_run, "--decoder", "transformer"])
+        train.main(["--scst-from", quick_run, "--decoder", "transformer"])
     with pytest.raises(SystemExit):
-        train.main(["--scst-from", trained_run, "--baseline", "mean", "--samples", "1"])
+        train.main(["--scst-from", quick_run, "--baseline", "mean", "--samples", "1"])
     assert train.main(["--scst-from", str(tmp_path / "nothing"), "--run-dir", str(tmp_path / "out")]) == 2
     assert not os.path.exists(tmp_path / "out")
 
 
+@pytest.mark.slow
 def test_under_mixed_float16_the_stage_scales_its_loss():
     from captioner.training import cross_entropy
 

@@ -7,11 +7,14 @@ import re
 import shutil
 import subprocess
 import sys
+import types
 
 import keras
 import pytest
 
 from captioner import config as config_lib
+from captioner import train
+from conftest import exit_status
 from captioner import runs
 from captioner.training import callbacks as callbacks_lib
 from captioner.training import cross_entropy
@@ -39,6 +42,7 @@ print(json.dumps({"scores": scores, "captions": captions}))
 """
 
 
+@pytest.mark.slow
 def test_tiny_preset_learns(tiny_run):
     config, run_dir, metrics = tiny_run
     with open(os.path.join(run_dir, "log.csv")) as handle:
@@ -59,6 +63,7 @@ def test_tiny_preset_learns(tiny_run):
     assert len({p["caption"] for p in predictions}) >= 30
 
 
+@pytest.mark.slow
 def test_run_folder_is_complete(tiny_run):
     config, run_dir, metrics = tiny_run
     for name in ("config.json", "vocab.txt", "model.keras", "metrics.json", "log.csv", "predictions_test.json",
@@ -73,6 +78,7 @@ def test_run_folder_is_complete(tiny_run):
     assert len(predictions) == 100 and set(predictions[0]) == {"image_id", "caption"}
 
 
+@pytest.mark.slow
 def test_run_folder_reloads_in_a_fresh_process_and_reproduces_bleu(tiny_run):
     _, run_dir, metrics = tiny_run
     output = subprocess.run([sys.executable, "-c", RESCORE, run_dir], capture_output=True, text=True, check=True,
@@ -83,6 +89,7 @@ def test_run_folder_reloads_in_a_fresh_process_and_reproduces_bleu(tiny_run):
     assert rescored["captions"] == [p["caption"] for p in predictions]
 
 
+@pytest.mark.slow
 def test_resuming_with_another_config_is_refused(tiny_run, tmp_path):
     config, run_dir, _ = tiny_run
     unfinished = tmp_path / "unfinished"
@@ -94,6 +101,7 @@ def test_resuming_with_another_config_is_refused(tiny_run, tmp_path):
     assert runs.choose_run_dir(run_dir) == run_dir + "-2"
 
 
+@pytest.mark.slow
 def test_transformer_trains_on_tiny(tmp_path, tiny_shapes):
     # Two of the preset's four epochs: enough to show learning (a run gave BLEU-1 0.57, BLEU-4 0.27).
     config = config_lib.preset("tiny", decoder="transformer", data_root=tiny_shapes, learning_rate=1e-3,
@@ -117,15 +125,13 @@ def test_config_rejects_unknown_keys_and_wrong_types():
     assert config_lib.Config.from_json(payload) == config_lib.preset("tiny")
 
 
-def test_command_line_errors_exit_2(tmp_path):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    bad_flag = subprocess.run([sys.executable, "-m", "captioner.train", "--epochs", "0"],
-                              capture_output=True, text=True, env=env)
-    assert bad_flag.returncode == 2 and "epochs must be at least 1" in bad_flag.stderr
-    missing = subprocess.run([sys.executable, "-m", "captioner.train", "--preset", "coco-lstm", "--data-root",
-                              str(tmp_path / "no-coco"), "--run-dir", str(tmp_path / "run")],
-                             capture_output=True, text=True, env=env)
-    assert missing.returncode == 2 and "does not exist" in missing.stderr
+def test_command_line_errors_exit_2(tmp_path, capsys):
+    assert exit_status(train.main, ["--epochs", "0"]) == 2
+    assert "epochs must be at least 1" in capsys.readouterr().err
+    assert exit_status(train.main, ["--preset", "coco-lstm", "--data-root", str(tmp_path / "no-coco"),
+                                    "--run-dir", str(tmp_path / "run")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert not os.path.exists(tmp_path / "run")
 
 
 class Interrupt(keras.callbacks.Callback):
@@ -140,6 +146,7 @@ class Interrupt(keras.callbacks.Callback):
             raise KeyboardInterrupt("interrupted")
 
 
+@pytest.mark.slow
 def test_an_interrupted_run_resumes_where_it_stopped(tmp_path, small_shapes):
     config = config_lib.preset("tiny", data_root=small_shapes, epochs=3, search_images=0)
     run_dir = str(tmp_path / "run")
@@ -159,13 +166,12 @@ def test_an_interrupted_run_resumes_where_it_stopped(tmp_path, small_shapes):
     assert callbacks_lib.best_logged(run_dir) >= first_best and "nltk_bleu_4" in metrics
 
 
-def test_bad_training_input_fails_before_any_work(tmp_path, small_shapes):
+def test_bad_training_input_fails_before_any_work(tmp_path, small_shapes, capsys, monkeypatch):
     """Bad config files, an incompatible resume and an empty split: exit 2 with a clear message, nothing written."""
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CAPTIONER_DATA": str(tmp_path / "data")}
-
-    def train(*flags):
-        return subprocess.run([sys.executable, "-m", "captioner.train", *flags], capture_output=True, text=True,
-                              env=env, timeout=300)
+    monkeypatch.setenv("CAPTIONER_DATA", str(tmp_path / "data"))
+    def run_train(*flags):
+        status = exit_status(train.main, flags)
+        return types.SimpleNamespace(returncode=status, stderr=capsys.readouterr().err)
 
     payload = config_lib.preset("tiny").to_json()
     for change, message in (({"colour": "red"}, "Unknown config keys: colour"),
@@ -173,16 +179,16 @@ def test_bad_training_input_fails_before_any_work(tmp_path, small_shapes):
                             ({"precision": "float8"}, "precision must be one of")):
         path = tmp_path / "bad.json"
         path.write_text(json.dumps({**payload, **change}))
-        result = train("--config", str(path), "--run-dir", str(tmp_path / "run"))
+        result = run_train("--config", str(path), "--run-dir", str(tmp_path / "run"))
         assert result.returncode == 2 and message in result.stderr, result.stderr
     path.write_text("{not json")
-    result = train("--config", str(path))
+    result = run_train("--config", str(path))
     assert result.returncode == 2 and "bad.json" in result.stderr
 
     unfinished = tmp_path / "unfinished"
     unfinished.mkdir()
     runs.write_json(str(unfinished / runs.CONFIG), config_lib.preset("tiny", data_root=small_shapes).to_json())
-    result = train("--preset", "tiny", "--data-root", small_shapes, "--hidden-dim", "32", "--run-dir",
+    result = run_train("--preset", "tiny", "--data-root", small_shapes, "--hidden-dim", "32", "--run-dir",
                    str(unfinished))
     assert result.returncode == 2 and "another config" in result.stderr and "hidden_dim" in result.stderr
     assert os.listdir(unfinished) == [runs.CONFIG]
@@ -191,7 +197,7 @@ def test_bad_training_input_fails_before_any_work(tmp_path, small_shapes):
     shutil.copytree(small_shapes, empty)
     captions = json.loads((empty / "annotations" / "captions_val.json").read_text())
     (empty / "annotations" / "captions_val.json").write_text(json.dumps({**captions, "annotations": []}))
-    result = train("--preset", "tiny", "--data-root", str(empty), "--run-dir", str(tmp_path / "run"))
+    result = run_train("--preset", "tiny", "--data-root", str(empty), "--run-dir", str(tmp_path / "run"))
     assert result.returncode == 2 and "captions_val.json: the split has no captioned images" in result.stderr
     assert not os.path.exists(tmp_path / "run") and not os.path.exists(tmp_path / "data")
 
@@ -208,6 +214,7 @@ def test_float16_training_from_the_feature_cache_scales_the_loss():
     assert isinstance(captioner.optimizer, keras.optimizers.LossScaleOptimizer)
 
 
+@pytest.mark.slow
 def test_without_a_test_split_the_final_metrics_are_labelled_val(tmp_path, small_shapes, capsys):
     root = tmp_path / "no-test"
     shutil.copytree(small_shapes, root)

@@ -22,6 +22,8 @@ from captioner.data.coco import DatasetError
 SCALE = "fractions as pycocoevalcap returns them (0-1; CIDEr-D unbounded, 1.0 = '100' in papers)"
 METRICS = ("coco_bleu_1", "coco_bleu_2", "coco_bleu_3", "coco_bleu_4", "coco_meteor", "coco_rouge_l",
            "coco_cider_d")
+# What an empty caption is scored as: the COCO scorers need a word.
+EMPTY = "<empty>"
 LABELS = {"coco_bleu_1": "BLEU-1", "coco_bleu_2": "BLEU-2", "coco_bleu_3": "BLEU-3", "coco_bleu_4": "BLEU-4",
           "coco_meteor": "METEOR", "coco_rouge_l": "ROUGE-L", "coco_cider_d": "CIDEr-D"}
 
@@ -129,29 +131,32 @@ def score(references, predictions, use_java=None):
 def check_results(results, references, source):
     """Validates a COCO results list `[{"image_id", "caption"}]`; returns image_id -> caption.
 
-    Raises `DatasetError` naming `source` for a malformed list, unknown image
-    ids, duplicate ids and empty captions.
+    An empty caption (a model may write one) is scored as `EMPTY`, as
+    `captioner.evaluation.scoring.evaluate_model` scores it, so that a results
+    file it wrote scores the same again. Raises `DatasetError` naming `source`
+    for a malformed list, unknown image ids, duplicate ids and captions that are not text.
     """
     if not isinstance(results, list) or not all(isinstance(r, dict) for r in results):
         raise DatasetError(f"{source}: a COCO results file is a list of {{\"image_id\", \"caption\"}} objects")
-    predictions, unknown, empty, duplicates = {}, [], [], []
+    predictions, unknown, not_text, duplicates = {}, [], [], []
     for position, entry in enumerate(results):
         if "image_id" not in entry or "caption" not in entry:
             raise DatasetError(f"{source}: entry {position} lacks 'image_id' or 'caption'")
         image_id, caption = entry["image_id"], entry["caption"]
         if image_id not in references:
             unknown.append(image_id)
-        elif not isinstance(caption, str) or not caption.strip():
-            empty.append(image_id)
+        elif not isinstance(caption, str):
+            not_text.append(image_id)
         elif image_id in predictions:
             duplicates.append(image_id)
         else:
-            predictions[image_id] = caption
+            predictions[image_id] = caption if caption.strip() else EMPTY
     if unknown:
         raise DatasetError(f"{source}: {len(unknown)} results name image ids that the annotations do not have, "
                            f"first: {unknown[:5]}")
-    if empty:
-        raise DatasetError(f"{source}: {len(empty)} results have an empty caption, first image ids: {empty[:5]}")
+    if not_text:
+        raise DatasetError(f"{source}: {len(not_text)} results have a caption that is not text, first image ids: "
+                           f"{not_text[:5]}")
     if duplicates:
         raise DatasetError(f"{source}: {len(duplicates)} image ids have more than one result, first: "
                            f"{duplicates[:5]}")

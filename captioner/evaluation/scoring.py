@@ -161,7 +161,7 @@ def evaluate_model(model, split, root, batch_size=64, beam_size=None, alpha=None
     empty = [i for i, c in predictions.items() if not c.strip()]
     if empty:
         # COCO scorers reject empty hypotheses; a model may still produce one.
-        predictions.update({i: "<empty>" for i in empty})
+        predictions.update({i: coco_eval.EMPTY for i in empty})
     metrics, per_image = score_predictions(references_of(split), predictions, use_java)
     found = shapes_instances(root, split.name)
     metrics.update(shapes_figures(outputs, root, split.name, model.encoder.grid_shape, found))

@@ -179,9 +179,12 @@ class Captioner(DistributedFitMixin, keras.Model):
         see `decoding_settings`.
         """
         beam_size, alpha = self.decoding_settings(beam_size, alpha)
+        check_decoding(self.decoder, self.decoder.max_length if max_length is None else max_length, alpha)
         if self._generate_fn is None:
             self._generate_fn = tf.function(self.decode, reduce_retracing=True)
-        return self._generate_fn(tf.convert_to_tensor(images, tf.float32), beam_size, max_length, alpha)
+        # alpha as a tensor: one trace serves every length penalty (the decoding search tries several).
+        return self._generate_fn(tf.convert_to_tensor(images, tf.float32), beam_size, max_length,
+                                 tf.constant(alpha, tf.float32))
 
     def get_config(self):
         return {
