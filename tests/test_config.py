@@ -26,22 +26,27 @@ def test_a_flag_given_as_none_sets_its_field_to_none():
     assert parse("--preset", "coco-lstm", "--data-root", "/coco", "--encoder-weights", "none").encoder_weights is None
     assert parse("--preset", "coco-lstm", "--data-root", "/coco", "--encoder-weights", "None").encoder_weights is None
     values = {"data_root": "/data", "karpathy_json": "/coco/dataset_coco.json", "encoder_weights": "imagenet",
-              "steps_per_epoch": 7, "feature_cache_dir": "/cache"}
+              "steps_per_epoch": 7, "feature_cache_dir": "/cache", "captions": "/photos/captions.csv",
+              "image_column": "file", "caption_column": "text", "separator": ";", "splits_file": "/runs/a/splits.json"}
     optional = {f.name for f in dataclasses.fields(config_lib.Config) if typing.get_origin(f.type) is typing.Union}
     assert optional == set(values)
+    folder_fields = ("captions", "image_column", "caption_column", "separator", "splits_file")
     for name, value in values.items():
         parser = argparse.ArgumentParser()
         config_lib.add_arguments(parser)
-        base = config_lib.preset("shapes").replace(**{name: value})
+        folder = {"dataset": "imagefolder", "data_root": "/photos"} if name in folder_fields else {}
+        base = config_lib.preset("shapes", **folder).replace(**{name: value})
         flags = parser.parse_args(["--" + name.replace("_", "-"), "none"])
         assert getattr(config_lib.from_arguments(flags, base=base), name) is None, name
 
 
-def test_flags_not_given_keep_the_preset_and_required_fields_refuse_none():
+def test_flags_not_given_keep_the_preset_and_required_fields_refuse_none(capsys):
     config = parse("--preset", "tiny", "--epochs", "2")
     assert config == config_lib.preset("tiny", epochs=2)
-    with pytest.raises(SystemExit):
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
         parse("--epochs", "none")
+    assert exit_info.value.code == 2 and "--epochs" in capsys.readouterr().err
     with pytest.raises(ValueError, match="encoder_weights"):
         config_lib.preset("tiny", encoder_weights="resnet")
 

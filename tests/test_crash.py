@@ -88,8 +88,12 @@ def test_a_crash_while_writing_a_backup_leaves_the_previous_one(tmp_path, small_
     config = config_lib.preset("tiny", data_root=small_shapes, epochs=2, backup_steps=5, search_images=0)
     run_dir = str(tmp_path / "run")
 
+    backed_up = {}
+
     class CrashDuringSecondBackup(keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
+            if batch == 4:  # after the backup callback committed step 5: the weights it saved
+                backed_up["weights"] = [v.numpy() for v in self.model.weights]
             if batch == 7:  # the backup at batch 5 is committed; the one at batch 10 will crash
                 def half_written(path, overwrite=True):
                     with open(path, "wb") as handle:
@@ -105,9 +109,23 @@ def test_a_crash_while_writing_a_backup_leaves_the_previous_one(tmp_path, small_
     assert os.path.getsize(os.path.join(run_dir, "backup", state["weights"])) > 10_000
     monkeypatch.undo()
 
-    started = []
-    record = keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: started.append(epoch))
-    metrics = cross_entropy.train(config, run_dir, verbose=0, extra_callbacks=[record])
+    started, restored = [], {}
+
+    class Record(keras.callbacks.Callback):  # after the backup callback, which restores in on_train_begin
+        def on_train_begin(self, logs=None):
+            restored["step"] = int(self.model.optimizer.iterations.numpy())
+            restored["weights"] = [v.numpy() for v in self.model.weights]
+
+        def on_epoch_begin(self, epoch, logs=None):
+            started.append(epoch)
+
+    metrics = cross_entropy.train(config, run_dir, verbose=0, extra_callbacks=[Record()])
+    # The previous backup was restored: its optimizer step and its weights (a fresh start has step 0 and the
+    # initial weights, and runs epochs 0 and 1 all the same).
+    assert restored["step"] == state["step"] == 5
+    assert len(restored["weights"]) == len(backed_up["weights"]) > 0
+    for now, then in zip(restored["weights"], backed_up["weights"]):
+        np.testing.assert_array_equal(now, then)
     assert started == [0, 1] and "nltk_bleu_4" in metrics
     assert [r["epoch"] for r in read_rows(run_dir)] == ["0", "1"]
 

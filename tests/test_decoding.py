@@ -128,3 +128,55 @@ def test_beam_search_compiles_with_xla():
 
     result = search()
     assert words(result["tokens"][0, 0]) == [B, END]
+
+
+# A different table per batch row: start's favourite word and how A goes on differ, so each row has its own n-best.
+ROW_TABLES = [
+    TABLE,
+    {START: {A: 0.3, B: 0.25, C: 0.45}, A: {END: 0.6, D: 0.4}, B: {END: 1.0}, C: {D: 0.7, END: 0.3},
+     D: {END: 1.0}},
+    {START: {D: 0.9, B: 0.1}, B: {END: 1.0}, D: {A: 0.55, END: 0.45}, A: {B: 0.2, END: 0.8}},
+]
+
+
+def rows_fn(tables):
+    """A bigram callback with one table per batch row: the state carries the row index through reordering."""
+    logits = []
+    for probabilities in tables:
+        table = np.full((VOCABULARY, VOCABULARY), 1e-12)
+        for previous, row in probabilities.items():
+            for word, p in row.items():
+                table[previous, word] = p
+        logits.append(np.log(table / table.sum(1, keepdims=True)))
+    logits = tf.constant(np.stack(logits), tf.float32)  # [rows, previous, next]
+
+    def next_fn(tokens, state, memory):
+        return (tf.gather_nd(logits, tf.stack([state["row"], tokens], -1)), state,
+                tf.one_hot(state["row"], len(tables)))
+
+    return next_fn, {"row": tf.range(len(tables))}
+
+
+def test_each_batch_row_is_searched_with_its_own_state():
+    """Rows that differ (a row index in the state picks each row's table): beam search reorders every row's
+    state among that row's beams, so each row's n-best is exhaustive search on its own table; greedy too."""
+    next_fn, state = rows_fn(ROW_TABLES)
+    rows = len(ROW_TABLES)
+    bests = [brute_force(table, 6, 0.0) for table in ROW_TABLES]
+    assert len({tuple(best[0][1]) for best in bests}) == rows  # the rows' best captions differ
+    for beam, alpha in ((3, 0.0), (2, 5.0)):
+        result = decoding.beam_search(next_fn, {}, state, rows, beam, 6, START, END, alpha)
+        for row, table in enumerate(ROW_TABLES):
+            expected = brute_force(table, 6, alpha)[:beam]
+            assert [words(t) for t in result["tokens"][row]] == [s for _, s in expected], (row, beam)
+            np.testing.assert_allclose(result["scores"][row], [s for s, _ in expected], rtol=1e-5)
+            np.testing.assert_array_equal(result["attention"][row, 0, 0], np.eye(rows)[row])
+    greedy = decoding.greedy_search(next_fn, {}, state, rows, 6, START, END)
+    for row, table in enumerate(ROW_TABLES):
+        previous, expected, log_p = START, [], 0.0
+        while previous != END:
+            previous, p = max(table[previous].items(), key=lambda item: item[1])
+            expected.append(previous)
+            log_p += math.log(p)
+        assert words(greedy["tokens"][row]) == expected, row
+        np.testing.assert_allclose(float(greedy["scores"][row]), log_p, rtol=1e-5)

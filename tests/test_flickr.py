@@ -1,5 +1,6 @@
 """Flickr8k and Flickr30k readers, on trees written here in each distributed format from Shapes images."""
 
+import json
 import os
 import re
 
@@ -15,6 +16,8 @@ from captioner.data.synthetic import flickr_tree
 from captioner.data import tokenizer as tokenizer_lib
 from captioner.data.coco import DatasetError
 from captioner.data.pipeline import caption_dataset
+from captioner.evaluation import metrics as metrics_lib
+from test_evaluate import assert_figures_afresh
 
 SIZES = (40, 8, 8)
 EXTRA = 3
@@ -122,11 +125,24 @@ def test_train_and_evaluate_on_flickr30k_csv(trees, tmp_path, capsys):
     assert metrics["split"] == "test" and metrics["images"] == (sum(SIZES) + EXTRA) // 10
     predictions = runs.read_json(os.path.join(run_dir, "predictions_test.json"))
     assert all(p["image_id"] > 2 ** 31 for p in predictions)
+    # The run's test figures are those of its written predictions against the Flickr test references.
+    references = {e.image_id: list(e.captions) for e in flickr.read_split(root, "flickr30k", "test").examples}
+    assert [p["image_id"] for p in predictions] == sorted(references)
+    captions = [p["caption"] for p in predictions]
+    groups = [references[p["image_id"]] for p in predictions]
+    for name, value in metrics_lib.nltk_corpus_bleu(groups, captions).items():
+        assert metrics[name] == pytest.approx(value, abs=1e-12), name
+    assert metrics["cider_d"] == pytest.approx(metrics_lib.cider_d(groups, [c or "<empty>" for c in captions])[0],
+                                               abs=1e-12)
     capsys.readouterr()
     assert evaluate.main([run_dir, "--split", "val", "--no-java", "--output-dir", str(tmp_path / "eval")]) == 0
     scored = runs.read_json(str(tmp_path / "eval" / "metrics.json"))
     assert scored["split"] == "val" and scored["images"] == (sum(SIZES) + EXTRA) // 10
-    assert 0 <= scored["coco_bleu_4"] <= 1 and scored["genericness"]["greedy"]["copied_from_train"] is not None
+    assert scored["genericness"]["greedy"]["copied_from_train"] is not None
+    # The COCO figures again, from the written predictions and the Flickr val references alone (Flickr's
+    # capitalised, full-stopped captions: the references are tokenised as the predictions are).
+    references = {e.image_id: list(e.captions) for e in flickr.read_split(root, "flickr30k", "val").examples}
+    assert_figures_afresh(scored, references, runs.read_json(str(tmp_path / "eval" / "predictions.json")))
     per_image = runs.read_json(str(tmp_path / "eval" / "per_image.json"))
     assert {p["image_id"] for p in per_image} == {e.image_id for e in flickr.read_split(root, "flickr30k", "val")
                                                   .examples}
@@ -304,3 +320,180 @@ def test_flickr_presets_and_config():
         assert config.encoder_weights == "imagenet"
     with pytest.raises(ValueError, match="needs --data-root"):
         config_lib.preset("flickr8k-lstm")
+
+
+# The files as their users have them: literal lines in the shapes of the distributed files, not this project's
+# writer (flickr_tree) read back by its own reader.
+
+def image_folder(folder, names):
+    folder.mkdir(parents=True)
+    for name in names:
+        (folder / name).write_bytes(b"not read here")
+
+
+RESULTS_CSV = """image_name| comment_number| comment
+1000092795.jpg| 0| Two young guys with shaggy hair look at their hands while hanging out in the yard .
+1000092795.jpg| 1| Two young , White males are outside near many bushes .
+1000092795.jpg| 2| Two men in green shirts are standing in a yard .
+1000092795.jpg| 3| A man in a blue shirt standing in a garden .
+1000092795.jpg| 4| Two friends enjoy time spent together .
+10002456.jpg| 0| Several men in hard hats are operating a giant pulley system .
+10002456.jpg| 1| Workers look down from up above on a piece of equipment .
+10002456.jpg| 2| Two men working on a machine wearing hard hats .
+10002456.jpg| 3| Four men on top of a tall structure .
+10002456.jpg| 4| Three men on a large rig .
+1000268201.jpg| 0| A child in a pink dress is climbing up a set of stairs in an entry way .
+1000268201.jpg| 1| A little girl in a pink dress going into a wooden cabin .
+1000268201.jpg| 2| A little girl climbing the stairs to her playhouse .
+1000268201.jpg| 3| A little girl climbing into a wooden playhouse .
+1000268201.jpg| 4| A girl going into a wooden building .
+2199200615.jpg| 0| A brown and white dog is running through the grass .
+2199200615.jpg| 1| A dog is running in a grassy field .
+2199200615.jpg| 2| A white and brown dog runs through a field .
+2199200615.jpg| 3| A dog running on the grass .
+2199200615.jpg| 4 A dog runs across the grass .
+"""
+
+
+def test_flickr30k_results_csv_as_distributed(tmp_path, capsys):
+    """Flickr30k's `results.csv` (Kaggle's layout: the file beside the image folder, inside a folder of the same
+    name), with the real file's row that lacks the `|` before its comment."""
+    root = tmp_path / "flickr30k"
+    names = ["1000092795.jpg", "10002456.jpg", "1000268201.jpg", "2199200615.jpg"]
+    image_folder(root / "flickr30k_images" / "flickr30k_images", names)
+    (root / "flickr30k_images" / "results.csv").write_text(RESULTS_CSV)
+    captions = flickr.read_captions(str(root / "flickr30k_images" / "results.csv"))
+    assert captions.form == "pipe" and captions.repaired == 1 and not captions.problems and captions.count == 20
+    assert captions.by_image["1000092795.jpg"] == [
+        "Two young guys with shaggy hair look at their hands while hanging out in the yard .",
+        "Two young , White males are outside near many bushes .", "Two men in green shirts are standing in a yard .",
+        "A man in a blue shirt standing in a garden .", "Two friends enjoy time spent together ."]
+    assert captions.by_image["2199200615.jpg"][3:] == ["A dog running on the grass .", "A dog runs across the grass ."]
+    splits = flickr.read_splits(str(root), "flickr30k")
+    # Four images: one each to test and val, by the SHA-1 order of their names (pinned: computed once).
+    assert {name: [os.path.basename(e.path) for e in split.examples] for name, split in splits.items()} == {
+        "train": ["1000092795.jpg", "1000268201.jpg"], "val": ["10002456.jpg"], "test": ["2199200615.jpg"]}
+    assert [e.image_id for e in splits["train"].examples] == [1000092795, 1000268201]  # Flickr photo ids
+    assert [e.image_id for e in splits["val"].examples] == [10002456]
+    assert splits["test"].examples[0].captions == tuple(captions.by_image["2199200615.jpg"])
+    assert splits["val"].examples[0].captions[0] == "Several men in hard hats are operating a giant pulley system ."
+    assert "1 row(s) without the '|' before the comment read as 'k comment'" in capsys.readouterr().err
+
+
+FLICKR8K_TOKENS = "".join(line + "\n" for line in [  # lines of Flickr8k.token.txt
+    "1000268201_693b08cb0e.jpg#0\tA child in a pink dress is climbing up a set of stairs in an entry way .",
+    "1000268201_693b08cb0e.jpg#1\tA girl going into a wooden building .",
+    "1000268201_693b08cb0e.jpg#2\tA little girl climbing into a wooden playhouse .",
+    "1000268201_693b08cb0e.jpg#3\tA little girl climbing the stairs to her playhouse .",
+    "1000268201_693b08cb0e.jpg#4\tA little girl in a pink dress going into a wooden cabin .",
+    "1001773457_577c3a7d70.jpg#0\tA black dog and a spotted dog are fighting",
+    "1001773457_577c3a7d70.jpg#1\tA black dog and a tri-colored dog playing with each other on the road .",
+    "1001773457_577c3a7d70.jpg#2\t"
+    "A black dog and a white dog with brown spots are staring at each other in the street .",
+    "1001773457_577c3a7d70.jpg#3\tTwo dogs of different breeds looking at each other on the road .",
+    "1001773457_577c3a7d70.jpg#4\tTwo dogs on pavement moving toward each other .",
+    "1002674143_1b742ab4b8.jpg#0\t"
+    "A little girl covered in paint sits in front of a painted rainbow with her hands in a bowl .",
+    "1002674143_1b742ab4b8.jpg#1\tA little girl is sitting in front of a large painted rainbow .",
+    "1003163366_44323f5815.jpg#0\tA man lays on a bench while his dog sits by him .",
+    "2258277193_586949ec62.jpg.1#0\tA man in a black jacket and jeans stands on a sidewalk .",
+])
+
+
+def test_flickr8k_token_file_and_split_files_as_distributed(tmp_path, capsys):
+    """`Flickr8k.token.txt` lines (a tab after `name#k`, a caption without its final period, the `.jpg.1` name of
+    an image that is not there) and the official split files, in `Flickr8k_text/` as distributed."""
+    root = tmp_path / "flickr8k"
+    names = ["1000268201_693b08cb0e.jpg", "1001773457_577c3a7d70.jpg", "1002674143_1b742ab4b8.jpg",
+             "1003163366_44323f5815.jpg"]
+    image_folder(root / "Flicker8k_Dataset", names)
+    (root / "Flickr8k_text").mkdir()
+    (root / "Flickr8k_text" / "Flickr8k.token.txt").write_text(FLICKR8K_TOKENS)
+    (root / "Flickr8k_text" / "Flickr_8k.trainImages.txt").write_text(
+        "1001773457_577c3a7d70.jpg\n1000268201_693b08cb0e.jpg\n")
+    (root / "Flickr8k_text" / "Flickr_8k.devImages.txt").write_text("1002674143_1b742ab4b8.jpg\n")
+    (root / "Flickr8k_text" / "Flickr_8k.testImages.txt").write_text("1003163366_44323f5815.jpg\n")
+    splits = flickr.read_splits(str(root), "flickr8k")
+    read = {name: [(e.image_id, os.path.basename(e.path), e.captions) for e in split.examples]
+            for name, split in splits.items()}
+    assert read["train"] == [
+        (1000268201, "1000268201_693b08cb0e.jpg",
+         ("A child in a pink dress is climbing up a set of stairs in an entry way .",
+          "A girl going into a wooden building .", "A little girl climbing into a wooden playhouse .",
+          "A little girl climbing the stairs to her playhouse .",
+          "A little girl in a pink dress going into a wooden cabin .")),
+        (1001773457, "1001773457_577c3a7d70.jpg",
+         ("A black dog and a spotted dog are fighting",
+          "A black dog and a tri-colored dog playing with each other on the road .",
+          "A black dog and a white dog with brown spots are staring at each other in the street .",
+          "Two dogs of different breeds looking at each other on the road .",
+          "Two dogs on pavement moving toward each other ."))]
+    assert read["val"] == [(1002674143, "1002674143_1b742ab4b8.jpg", (
+        "A little girl covered in paint sits in front of a painted rainbow with her hands in a bowl .",
+        "A little girl is sitting in front of a large painted rainbow ."))]
+    assert read["test"] == [(1003163366, "1003163366_44323f5815.jpg",
+                             ("A man lays on a bench while his dog sits by him .",))]
+    assert "1 captioned images are in no split file and are not used (1 without an image file)" in \
+        capsys.readouterr().err
+
+
+def karpathy_entry(imgid, filename, split, raws):
+    """An image entry of Karpathy's `dataset_flickr8k.json`, with its keys and shapes."""
+    first = 5 * imgid
+    return {"sentids": list(range(first, first + len(raws))), "imgid": imgid, "split": split, "filename": filename,
+            "sentences": [{"tokens": raw.lower().rstrip(" .").split(), "raw": raw, "imgid": imgid,
+                           "sentid": first + k} for k, raw in enumerate(raws)]}
+
+
+def test_karpathy_json_as_distributed(tmp_path):
+    root = tmp_path / "flickr8k"
+    entries = [
+        karpathy_entry(0, "2513260012_03d33305cf.jpg", "train", [
+            "A black dog is running after a white dog in the snow .", "Black dog chasing brown dog through snow",
+            "Two dogs chase each other across the snowy ground .", "Two dogs play together in the snow .",
+            "Two dogs running through a low lying body of water ."]),
+        karpathy_entry(1, "2903617548_d3e38d7f88.jpg", "train", [
+            "A little baby plays croquet .", "A little girl plays croquet next to a truck ."]),
+        karpathy_entry(2, "3338291921_fe7ae0c8f8.jpg", "val", [
+            "A brown dog in the snow has something hot pink in its mouth ."]),
+        karpathy_entry(3, "488416045_1c6d903fe0.jpg", "test", [
+            "A brown dog is running after the black dog .", "Two dogs run across the grass ."]),
+    ]
+    assert entries[0]["sentences"][0] == {
+        "tokens": ["a", "black", "dog", "is", "running", "after", "a", "white", "dog", "in", "the", "snow"],
+        "raw": "A black dog is running after a white dog in the snow .", "imgid": 0, "sentid": 0}
+    image_folder(root / "Flicker8k_Dataset", [e["filename"] for e in entries])
+    karpathy = root / "dataset_flickr8k.json"
+    karpathy.write_text(json.dumps({"images": entries, "dataset": "flickr8k"}))
+    splits = datasets.read_splits("flickr8k", str(root), ("train", "val", "test"), str(karpathy))
+    read = {name: [(e.image_id, os.path.basename(e.path), e.captions) for e in split.examples]
+            for name, split in splits.items()}
+    assert read == {
+        "train": [(0, "2513260012_03d33305cf.jpg", tuple(s["raw"] for s in entries[0]["sentences"])),
+                  (1, "2903617548_d3e38d7f88.jpg", ("A little baby plays croquet .",
+                                                    "A little girl plays croquet next to a truck ."))],
+        "val": [(2, "3338291921_fe7ae0c8f8.jpg", ("A brown dog in the snow has something hot pink in its mouth .",))],
+        "test": [(3, "488416045_1c6d903fe0.jpg", ("A brown dog is running after the black dog .",
+                                                  "Two dogs run across the grass ."))]}
+
+
+def test_the_derived_split_is_pinned():
+    """The derived split (SHA-1 order of the file names, test first, then val) names these images: written out
+    literally, so that a change of rule, which would move images between train and test, is seen."""
+    names = ["1000092795.jpg", "10002456.jpg", "1000268201.jpg", "1000344755.jpg", "1000366164.jpg",
+             "1000523639.jpg", "1000919630.jpg", "10010052.jpg", "1001465944.jpg", "1001545525.jpg",
+             "1001573224.jpg", "1001633352.jpg", "1001773457.jpg", "1001896054.jpg", "100197432.jpg",
+             "100207720.jpg", "1002674143.jpg", "1003163366.jpg", "1003420127.jpg", "1003428081.jpg",
+             "2199200615.jpg"]
+    for ordered in (names, names[::-1]):  # the order the captions come in does not matter
+        split = flickr.derived_split(ordered, flickr.LAYOUTS["flickr30k"].derived_sizes)
+        assert split["test"] == ["100207720.jpg", "1001773457.jpg"]
+        assert split["val"] == ["100197432.jpg", "2199200615.jpg"]
+        assert sorted(split["train"]) == sorted(set(names) - {"100207720.jpg", "1001773457.jpg", "100197432.jpg",
+                                                                "2199200615.jpg"})
+    many = [f"{1000000000 + 7919 * i}.jpg" for i in range(12000)]
+    for dataset, val in (("flickr30k", 1014), ("flickr8k", 1000)):
+        split = flickr.derived_split(many, flickr.LAYOUTS[dataset].derived_sizes)
+        assert (len(split["test"]), len(split["val"]), len(split["train"])) == (1000, val, 12000 - 1000 - val)
+        assert split["test"][:3] == ["1037829063.jpg", "1058458058.jpg", "1023852028.jpg"]
+        assert split["val"][:3] == ["1058378868.jpg", "1078627751.jpg", "1023939137.jpg"]

@@ -216,30 +216,35 @@ def test_sampling_draws_from_the_model_distribution_and_never_padding_or_start()
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("decoder", ["transformer"])  # the LSTM's steps run in the stage tests (scst_run)
+@pytest.mark.parametrize("decoder", ["lstm", "transformer"])
 def test_a_train_step_moves_the_model_toward_high_reward_captions(decoder):
-    """On one image with one reference, SCST steps raise the reward of what the model samples."""
+    """Two kinds of image (red, blue) with references of their own: SCST steps raise the reward of what the model
+    samples, and each kind's greedy caption comes to earn its own references' reward, not the other kind's (a
+    reward paired with another image's references would teach the swapped captions)."""
     keras.utils.set_random_seed(0)
     model = tiny_captioner(decoder)
-    reference = [[5, 6, 8, END]]
-    frequencies = cider.DocumentFrequencies.from_references([reference, [[7, 9, END]]],
-                                                            model.tokenizer.vocabulary_size)
-    trainer = scst.SelfCriticalTrainer(model, cider.CiderD(frequencies), samples=8)
-    trainer.compile(optimizer=keras.optimizers.Adam(0.02))
-    images = keras.random.uniform((4, 32, 32, 3), seed=1)
-    refs = tf.constant(reference_array([reference] * 4))
+    red, blue = [[5, 8, END]], [[6, 7, END]]  # "red square", "blue circle"
+    frequencies = cider.DocumentFrequencies.from_references([red, blue], model.tokenizer.vocabulary_size)
+    trainer = scst.SelfCriticalTrainer(model, cider.CiderD(frequencies), samples=16)
+    trainer.compile(optimizer=keras.optimizers.Adam(0.01))
+    colours = tf.constant([[0.85, 0.05, 0.05], [0.05, 0.05, 0.85]] * 2)[:, None, None, :]  # red, blue, red, blue
+    images = keras.random.uniform((4, 32, 32, 3), seed=1) * 0.1 + colours
+    refs = tf.constant(reference_array([red, blue] * 2))
+    others = tf.constant(reference_array([blue, red] * 2))
     data = tf.data.Dataset.from_tensors(({"images": images, "tokens": tf.zeros([4, 1, 2], tf.int32)}, refs))
     reward = cider.CiderD(frequencies)
 
-    def greedy_reward():
-        return float(tf.reduce_mean(reward(model.generate(images, beam_size=1)["tokens"], refs)))
+    def greedy_rewards(references):
+        return reward(model.generate(images, beam_size=1)["tokens"], references).numpy()
 
-    before = greedy_reward()
-    history = trainer.fit(data.repeat(15), epochs=4, verbose=0)
+    before = greedy_rewards(refs).mean()
+    history = trainer.fit(data.repeat(10), epochs=4, verbose=0)
     rewards = history.history["reward"]
-    assert trainer.optimizer.iterations.numpy() == 60
+    assert trainer.optimizer.iterations.numpy() == 40
     assert rewards[-1] > rewards[0] + 1.0, rewards  # the samples' mean CIDEr-D (0..10 here)
-    assert greedy_reward() > before + 1.0
+    own, other = greedy_rewards(refs), greedy_rewards(others)
+    assert (own > other + 1.0).all(), (own, other)  # each image's caption is its own kind's
+    assert own.mean() > before + 1.0
 
 
 @pytest.mark.slow
@@ -248,7 +253,10 @@ def test_the_stage_is_a_run_that_survives_sigkill_and_loads_like_any_other(scst_
     assert not scst_run["finished_when_killed"]
     assert scst_run["returncode"] == 0, scst_run["output"][-3000:]
     killed_at = scst_run["killed_at"]
-    assert f"Restored the backup of epoch {killed_at['epoch'] + 1}" in scst_run["output"]
+    # Killed mid-epoch (after the epoch's own backup there would be nothing to resume), and resumed from there.
+    assert killed_at["epoch"] == 0 and 0 < killed_at["batch"] < killed_at["step"] < 20, killed_at
+    assert (f"Restored the backup of epoch 1, batch {killed_at['batch']} (optimizer step {killed_at['step']})"
+            in scst_run["output"]), scst_run["output"][-3000:]
     # The run folder's contract, plus the stage's own files.
     for name in ("config.json", "vocab.txt", "model.keras", "metrics.json", "log.csv", "scst.json",
                  cider.FILE_NAME, "decoding.json"):
@@ -271,40 +279,83 @@ def test_the_stage_is_a_run_that_survives_sigkill_and_loads_like_any_other(scst_
 
     assert_kept_only_if_better(run_dir, parent, child)
     choice = runs.read_json(os.path.join(run_dir, "decoding.json"))
-    assert child.default_decoding == {"beam_size": choice["beam_size"], "alpha": choice["alpha"]}
+    from captioner.training import decoding_search
+
+    assert child.default_decoding == decoding_search.setting(choice)
     # A finished stage is not run over again.
     from conftest import run_stage
 
     assert run_stage(parent_dir, run_dir).wait(timeout=300) == 2
 
 
-def test_stage_flags_are_checked_before_any_work(tmp_path, quick_run):
+def test_stage_flags_are_checked_before_any_work(tmp_path, quick_run, capsys):
     from captioner import train
 
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exit_info:  # usage errors: argparse's exit status 2
         train.main(["--scst-from", quick_run, "--decoder", "transformer"])
-    with pytest.raises(SystemExit):
+    assert exit_info.value.code == 2 and "--decoder: not a setting of the self-critical stage" in \
+        capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
         train.main(["--scst-from", quick_run, "--baseline", "mean", "--samples", "1"])
+    assert exit_info.value.code == 2 and "the mean baseline needs at least 2 samples" in capsys.readouterr().err
     assert train.main(["--scst-from", str(tmp_path / "nothing"), "--run-dir", str(tmp_path / "out")]) == 2
     assert not os.path.exists(tmp_path / "out")
 
 
-@pytest.mark.slow
-def test_under_mixed_float16_the_stage_scales_its_loss():
+def stage_trainer(policy, samples, optimizer):
+    """A tiny LSTM's self-critical trainer built under `policy` (the same initial weights under any)."""
     from captioner.training import cross_entropy
 
-    with cross_entropy.dtype_policy("mixed_float16"):
+    with cross_entropy.dtype_policy(policy):
+        keras.utils.set_random_seed(0)
         model = tiny_captioner()
-        frequencies = cider.DocumentFrequencies.from_references([[[5, 6, 8, END]]] * 2,
+        frequencies = cider.DocumentFrequencies.from_references([[[5, 6, 8, END]], [[7, 9, END]]],
                                                                 model.tokenizer.vocabulary_size)
-        trainer = scst.SelfCriticalTrainer(model, cider.CiderD(frequencies), samples=2)
-    trainer.compile(optimizer=keras.optimizers.Adam(1e-3))
+        trainer = scst.SelfCriticalTrainer(model, cider.CiderD(frequencies), samples=samples)
+    trainer.compile(optimizer=optimizer)
+    return trainer
+
+
+def one_image_data(batch, steps=1):
+    images = keras.random.uniform((batch, 32, 32, 3), seed=1)
+    refs = tf.constant(reference_array([[[5, 6, 8, END]]] * batch))
+    data = tf.data.Dataset.from_tensors(({"images": images, "tokens": tf.zeros([batch, 1, 2], tf.int32)}, refs))
+    return data.repeat(steps)
+
+
+def spy_on_scale_loss(optimizer):
+    """Records each loss the optimizer's `scale_loss` is given (at tracing, in a traced step)."""
+    calls, scale_loss = [], optimizer.scale_loss
+
+    def spy(loss):
+        calls.append(loss)
+        return scale_loss(loss)
+
+    optimizer.scale_loss = spy
+    return calls
+
+
+@pytest.mark.slow
+def test_under_mixed_float16_the_stage_scales_its_loss():
+    """Under mixed_float16 compile() wraps the optimizer in a LossScaleOptimizer, which unscales the gradients
+    it is given: the train step must scale its loss (`optimizer.scale_loss`), or every update is 2**-15 of what
+    it should be. One SGD step on the same captions moves the weights as far as under float32."""
+    trainer = stage_trainer("mixed_float16", 2, keras.optimizers.Adam(1e-3))
     assert isinstance(trainer.optimizer, keras.optimizers.LossScaleOptimizer)
-    images = keras.random.uniform((2, 32, 32, 3), seed=1)
-    refs = tf.constant(reference_array([[[5, 6, 8, END]]] * 2))
-    data = tf.data.Dataset.from_tensors(({"images": images, "tokens": tf.zeros([2, 1, 2], tf.int32)}, refs))
-    logs = trainer.fit(data.repeat(3), epochs=1, verbose=0).history
+    calls = spy_on_scale_loss(trainer.optimizer)
+    logs = trainer.fit(one_image_data(2, steps=3), epochs=1, verbose=0).history  # sampling under float16
     assert np.isfinite(logs["loss"][0]) and trainer.optimizer.iterations.numpy() == 3
-    # The step scales its loss by the dynamic scale (and the optimizer unscales the gradients).
-    scale = float(trainer.optimizer.dynamic_scale.numpy())
-    assert float(trainer.optimizer.scale_loss(tf.constant(2.0))) == 2.0 * scale
+    assert calls, "the traced train step never called the optimizer's scale_loss"
+
+    # The same drawn captions under both policies (sampling itself differs in float16): the same advantages.
+    drawn = tf.constant(np.stack([padded([[5, 6, 8, END], [7, 9, END], [5, 6, END], [9, 9, 9, END]], 7)] * 2))
+    moved = {}
+    for policy in ("float32", "mixed_float16"):
+        trainer = stage_trainer(policy, 4, keras.optimizers.SGD(1.0))
+        trainer.draw = lambda features: (drawn, None)
+        before = [v.numpy() for v in trainer.trainable_weights]
+        logs = trainer.train_step(next(iter(one_image_data(2))))  # eagerly: no tracing to wait for
+        assert float(logs["reward"]) > 1.0 and int(trainer.optimizer.iterations.numpy()) == 1
+        moved[policy] = np.sqrt(sum(np.sum((v.numpy() - b) ** 2) for v, b in zip(trainer.trainable_weights, before)))
+    assert float(trainer.optimizer.dynamic_scale.numpy()) == 2.0 ** 15  # the step was taken, not skipped
+    assert moved["float32"] > 1.0 and moved["mixed_float16"] / moved["float32"] == pytest.approx(1.0, abs=0.02), moved

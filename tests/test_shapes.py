@@ -206,5 +206,6 @@ def test_command_line(tmp_path):
     root = tmp_path / "cli"
     shapes.main([str(root), "--seed", "4", "--image-size", "48", "--splits", "6", "3", "3"])
     assert len(os.listdir(root / "images" / "test")) == 3
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exit_info:
         shapes.main([str(root)])  # exists already
+    assert exit_info.value.code == 2

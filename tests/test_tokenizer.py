@@ -3,7 +3,6 @@
 import dataclasses
 import itertools
 import re
-import shutil
 import string
 
 import numpy as np
@@ -89,7 +88,7 @@ PTB_CAPTIONS = [
 ]
 
 
-@pytest.mark.skipif(shutil.which("java") is None, reason="the PTB tokenizer needs Java")
+@pytest.mark.usefixtures("needs_java")  # skipped without Java in the fast tier, failed under --run-slow
 def test_words_equal_the_coco_evaluation_ptb_tokens():
     from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
 
