@@ -5,9 +5,13 @@
 For each trained run: images/s for greedy, beam 3 and beam 5 at batch 64
 (batched, in graph); a per-image beam search loop written here as the
 reference (one image at a time, beams expanded in Python, as the classic
-tutorials do); and for the Transformer, greedy decoding forced to the full
+tutorials do); for the Transformer, greedy decoding forced to the full
 maximum length of 30 words with the key/value cache against re-running the
-whole prefix at every step. Decoding starts from encoded images, so the
+whole prefix at every step; and each decoding control (n-best, minimum
+length, no repeated n-grams, repetition penalty, banned words, diverse
+groups) against plain beam 3, and sampling against greedy, all through the
+model's own compiled decoding (`Captioner.generate_from_features`), as a time
+ratio (1.0: no extra cost). Decoding starts from encoded images, so the
 figures are the samplers' and decoders' own cost.
 """
 
@@ -23,6 +27,18 @@ from captioner import decoding, runs
 from captioner.data import datasets
 from captioner.data import tokenizer as tk
 from captioner.data.pipeline import image_dataset
+from captioner.decoding.settings import Decoding
+
+CONTROLS = {  # at beam 3, against plain beam 3
+    "num_captions_3": dict(num_captions=3),
+    "min_length_8": dict(min_length=8),
+    "no_repeat_ngram_3": dict(no_repeat_ngram_size=3),
+    "repetition_penalty_1.2": dict(repetition_penalty=1.2),
+    "ban_words": dict(ban_words=("a",)),
+    "diverse_3_groups": dict(beam_groups=3, diversity_strength=0.5),
+}
+SAMPLING = {"sample_top_p_0.9": dict(sample=True, top_p=0.9, seed=0),  # against greedy
+            "sample_top_k_5": dict(sample=True, top_k=5, seed=0)}
 
 
 def timed(fn, repeats):
@@ -98,6 +114,19 @@ def measure(run_dir, args):
     figures["per_image_beam_3_loop"] = round(count / (time.perf_counter() - start), 2)
     figures["batched_beam_3_speedup_over_loop"] = round(figures["beam_3"] / figures["per_image_beam_3_loop"], 1)
     figures["beam_3_cost_over_greedy"] = round(figures["greedy"] / figures["beam_3"], 2)
+
+    def through_model(decoding):
+        return timed(lambda: model.generate_from_features(features, decoding=decoding)["captions"].numpy(),
+                     args.repeats)
+
+    plain = {1: through_model(Decoding()), 3: through_model(Decoding(3))}
+    controls = {"plain_beam_3_images_per_s": round(args.batch_size / plain[3], 1),
+                "greedy_images_per_s": round(args.batch_size / plain[1], 1)}
+    for name, settings in CONTROLS.items():
+        controls[f"{name}_over_plain_beam_3"] = round(through_model(Decoding(3, **settings)) / plain[3], 3)
+    for name, settings in SAMPLING.items():
+        controls[f"{name}_over_greedy"] = round(through_model(Decoding(**settings)) / plain[1], 3)
+    figures["controls_time_ratios"] = controls
 
     if config.decoder == "transformer":
         length = 31  # 30 words and the end token; nothing ends early (end id -1)

@@ -1,7 +1,7 @@
 """Caption a folder of images with a trained model.
 
-    python -m captioner.caption RUN_DIR FOLDER [-o captions.jsonl] [--beam-size 3] [--batch-size 32]
-                                [--recursive] [--attention-plots DIR] [--overwrite]
+    python -m captioner.caption RUN_DIR FOLDER_OR_IMAGE [-o captions.jsonl|.csv|.json|-] [--beam-size 3]
+                                [--recursive] [--attention-plots DIR] [--overwrite] [--quiet]
 
 Finds JPEG, PNG, GIF (first frame), BMP and WebP files, honours EXIF
 orientation, converts greyscale, alpha, CMYK and 16-bit images, and writes each
@@ -9,75 +9,91 @@ result as soon as it has it: JSON Lines (`.jsonl`), CSV (`.csv`) or a COCO
 results file (`.json`). Files that cannot be read are reported in the output
 with their reason. Running again onto the same output skips images already
 captioned, and refuses an output made by another model or other decoding
-settings (`OUTPUT.source.json` records them). Exit status: 0 all captioned,
-1 some failed, 2 bad arguments.
+settings (`OUTPUT.source.json` records them). `-o -` writes JSON lines to
+standard output. Exit status: 0 all captioned, 1 some failed or no image
+found, 2 bad arguments.
 """
 
 import argparse
-import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from captioner import console
+from captioner.console import HelpFormatter
+from captioner.decoding import arguments as decoding_arguments
+
+FAILURES_SHOWN = 10
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m captioner.caption", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument("run_dir", help="a run folder of python -m captioner.train")
-    parser.add_argument("folder", help="folder of images")
-    parser.add_argument("-o", "--output", default="captions.jsonl", help=".jsonl, .csv or .json (COCO results)")
-    parser.add_argument("--beam-size", type=int, default=None,
-                        help="beam size (default: the model's recorded decoding, chosen on validation data)")
-    parser.add_argument("--alpha", type=float, default=None,
-                        help="length penalty exponent for beam search, >= 0 (default: the model's recorded one)")
-    parser.add_argument("--max-length", type=int, default=None, help="most words a caption (default: the model's)")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("folder", help="a folder of images, or one image file")
+    parser.add_argument("-o", "--output", default="captions.jsonl",
+                        help=".jsonl, .csv, .json (COCO results), or - for JSON lines on standard output")
+    decoding_arguments.add_arguments(parser)
+    parser.add_argument("--batch-size", type=int, default=32, help="images decoded at once")
     parser.add_argument("--recursive", action="store_true", help="also caption images in subfolders")
     parser.add_argument("--attention-plots", metavar="DIR", help="write a word-by-word attention figure per image")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing output instead of resuming it")
     parser.add_argument("--memory-budget-mb", type=int, default=1024,
                         help="decoded pixels in flight at once, in MiB (one larger image still goes, alone)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--quiet", action="store_true", help="no progress and no notes on stderr")
+    parser.add_argument("--verbose", action="store_true", help="also TensorFlow's own log lines")
     args = parser.parse_args(argv)
-    if (args.beam_size is not None and args.beam_size < 1) or args.batch_size < 1 or args.memory_budget_mb < 1:
-        parser.error("--beam-size, --batch-size and --memory-budget-mb must be at least 1")
-    if args.alpha is not None and args.alpha < 0:
-        parser.error("--alpha must be 0 or more")
-    if not os.path.isdir(args.folder):
-        parser.error(f"{args.folder} is not a folder")
-    if not os.path.exists(os.path.join(args.run_dir, "model.keras")):
-        parser.error(f"{args.run_dir} is not a finished run folder (no model.keras)")
+    decoding_arguments.check(parser, args)
+    if args.batch_size < 1 or args.memory_budget_mb < 1:
+        parser.error("--batch-size and --memory-budget-mb must be at least 1")
+    from captioner import runs
+
+    problem = runs.problem_with(args.run_dir)
+    if problem:
+        parser.error(problem)
+    if args.output == "-" and args.overwrite:
+        parser.error("--overwrite has no output file to replace with -o -")
+    console.quiet_tensorflow(args.verbose)
 
     import captioner
     from captioner.inference import captioning
-    from captioner.models.captioner import check_decoding, describe_decoding
 
     try:
-        captioning.output_format(args.output)
+        if args.output != "-":
+            captioning.output_format(args.output)
         if args.attention_plots:
             captioning.check_attention_dir(args.attention_plots, args.folder, args.recursive)
+        paths = captioning.find_inputs(args.folder, args.recursive)
+    except FileNotFoundError as error:
+        parser.error(str(error))
+    except captioning.NoImagesError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     except ValueError as error:
         parser.error(str(error))
-    model = captioner.load(args.run_dir)
-    try:
-        beam_size, alpha = model.decoding_settings(args.beam_size, args.alpha)
-        check_decoding(model.decoder, model.decoder.max_length if args.max_length is None else args.max_length,
-                       alpha)
-    except ValueError as error:
-        parser.error(str(error))
-    source = model.decoding_source(args.beam_size, args.alpha)
-    print(f"Decoding: {describe_decoding(beam_size, alpha)} ({source})", file=sys.stderr)
+    model = captioner.load(args.run_dir, quiet=args.quiet)
+    decoding, source = decoding_arguments.settings(parser, model, args)
+    note = (lambda line: None) if args.quiet else console.log
+    note(f"Decoding: {decoding.describe()} ({source})")
+    note(f"Captioning {len(paths)} image{'s' if len(paths) != 1 else ''} from {args.folder}")
     try:
         counts = captioning.caption_folder(
-            model, args.folder, args.output, beam_size, args.batch_size, args.recursive, alpha,
-            args.attention_plots, progress=not args.quiet, overwrite=args.overwrite, max_length=args.max_length,
-            memory_budget=args.memory_budget_mb << 20)
+            model, args.folder, args.output, batch_size=args.batch_size, recursive=args.recursive,
+            attention_dir=args.attention_plots, progress=not args.quiet, overwrite=args.overwrite,
+            max_length=args.max_length, memory_budget=args.memory_budget_mb << 20, decoding=decoding)
     except (captioning.ResultsMismatchError, captioning.ResultsInUseError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(f"{counts['captioned']} captioned, {counts['failed']} failed, {counts['skipped']} already in "
-          f"{args.output}")
+    failures = counts["failures"]
+    if failures:
+        print(f"Could not caption {len(failures)} file{'s' if len(failures) != 1 else ''}:", file=sys.stderr)
+        for path, reason in failures[:FAILURES_SHOWN]:
+            print(f"  {path}: {reason}", file=sys.stderr)
+        if len(failures) > FAILURES_SHOWN:
+            print(f"  ... and {len(failures) - FAILURES_SHOWN} more (every reason is in {args.output})",
+                  file=sys.stderr)
+    where = "standard output" if args.output == "-" else args.output
+    summary = f"{counts['captioned']} captioned, {counts['failed']} failed, {counts['skipped']} already in {where}"
+    print(summary, file=sys.stderr if args.output == "-" else sys.stdout)
     return 1 if counts["failed"] else 0
 
 

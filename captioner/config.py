@@ -7,11 +7,24 @@ as `config.json`, and `Config.from_json` reads it back, rejecting unknown keys.
 
 import argparse
 import dataclasses
+import difflib
 import json
+import re
 import typing
 
 # The datasets `--dataset` names (read by `captioner.data.datasets.read_splits`).
-DATASETS = ("shapes", "coco", "flickr8k", "flickr30k")
+DATASETS = ("shapes", "coco", "flickr8k", "flickr30k", "imagefolder")
+
+
+# Greedy validation figures a run can keep its checkpoint on (`Config.checkpoint_metric`).
+CHECKPOINT_METRICS = ("cider_d", "nltk_bleu_4")
+# Image encoders `--encoder` names (`captioner.models.encoders.BACKBONES` builds them): the from-scratch CNN
+# of Shapes, then keras.applications backbones.
+ENCODERS = ("small_cnn", "MobileNetV3Small", "MobileNetV3Large", "EfficientNetB0", "EfficientNetV2B0",
+            "EfficientNetV2B3", "EfficientNetV2S", "ConvNeXtTiny", "ConvNeXtSmall", "ResNet50", "ResNet152V2",
+            "InceptionV3")
+DECODERS = ("lstm", "transformer")
+PRECISIONS = ("float32", "mixed", "mixed_float16", "mixed_bfloat16")
 
 
 @dataclasses.dataclass
@@ -20,11 +33,24 @@ class Config:
 
     Args:
         preset: str, the preset these values started from.
-        dataset: str, "shapes", "coco", "flickr8k" or "flickr30k" (see `captioner.data.datasets`).
+        dataset: str, "shapes", "coco", "flickr8k", "flickr30k" or "imagefolder" (your own captioned images; see
+            `captioner.data.datasets`).
         data_root: str or None, dataset root; None writes/reuses Shapes at its default place.
         karpathy_json: str or None, path of Karpathy's split file of the dataset (`dataset_coco.json`,
             `dataset_flickr8k.json`, `dataset_flickr30k.json`).
+        captions: str or None, imagefolder: a CSV, TSV or JSONL file of image and caption columns (paths relative
+            to it, or absolute) instead of the data root's metadata.jsonl / metadata.csv.
+        image_column: str or None, imagefolder: the column of image paths (None: the first of file_name, image,
+            image_path, filename, path).
+        caption_column: str or None, imagefolder: the column of captions (None: the first of text, caption,
+            captions, sentence).
+        separator: str or None, imagefolder: the CSV separator, one character (";") or "tab" (None: ",", a tab
+            for .tsv files).
+        splits_file: str or None, imagefolder: a splits.json that fixes each split's images, as a run writes
+            into its folder (None: a training run derives or reads the split and writes RUN/splits.json).
         skip_missing_images: bool, drop captions whose image file is missing instead of failing.
+        skip_bad_images: bool, leave out images whose file cannot be decoded (counted in the log and metrics)
+            instead of stopping with their names before any training.
         shapes_seed: int, seed of the generated Shapes data.
         shapes_splits: tuple of 3 ints, Shapes train/val/test sizes.
         image_size: int, side of the square encoder input in pixels.
@@ -53,7 +79,9 @@ class Config:
         learning_rate: float, peak Adam learning rate.
         warmup_steps: int, linear warm-up steps before cosine decay.
         clipnorm: float, gradient norm clipping.
-        patience: int, epochs without validation BLEU-4 gain before early stopping.
+        patience: int, epochs without a gain of the validation figure before early stopping.
+        checkpoint_metric: str, the greedy validation figure that keeps the best checkpoint and stops training
+            early: "cider_d" (CIDEr-D, what self-critical training optimises) or "nltk_bleu_4".
         seed: int, seed of weights, shuffling and caption sampling.
         jit_compile: bool, compile the train step with XLA.
         precision: str, "float32", or a mixed-precision policy: "mixed" (float16 on a GPU,
@@ -75,7 +103,13 @@ class Config:
     dataset: str = "shapes"
     data_root: typing.Optional[str] = None
     karpathy_json: typing.Optional[str] = None
+    captions: typing.Optional[str] = None
+    image_column: typing.Optional[str] = None
+    caption_column: typing.Optional[str] = None
+    separator: typing.Optional[str] = None
+    splits_file: typing.Optional[str] = None
     skip_missing_images: bool = False
+    skip_bad_images: bool = False
     shapes_seed: int = 0
     shapes_splits: typing.Tuple[int, int, int] = (8000, 500, 500)
     image_size: int = 96
@@ -103,6 +137,7 @@ class Config:
     warmup_steps: int = 200
     clipnorm: float = 5.0
     patience: int = 3
+    checkpoint_metric: str = "cider_d"
     seed: int = 0
     jit_compile: bool = False
     precision: str = "float32"
@@ -131,8 +166,8 @@ class Config:
         return dataclasses.replace(self, **changes).validated()
 
     def validated(self):
-        choices = {"dataset": DATASETS, "decoder": ("lstm", "transformer"),
-                   "precision": ("float32", "mixed", "mixed_float16", "mixed_bfloat16")}
+        choices = {"dataset": DATASETS, "decoder": DECODERS, "checkpoint_metric": CHECKPOINT_METRICS,
+                   "precision": PRECISIONS, "encoder": ENCODERS}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
@@ -163,6 +198,16 @@ class Config:
         if self.dataset.startswith("flickr") and not self.data_root:
             raise ValueError(f"dataset {self.dataset!r} needs --data-root, the folder its images and caption "
                              f"files were unpacked into (see data/README.md)")
+        imagefolder = ("captions", "image_column", "caption_column", "separator", "splits_file")
+        if self.dataset == "imagefolder" and not (self.data_root or self.captions):
+            raise ValueError("dataset 'imagefolder' needs --data-root (a folder with metadata.jsonl or metadata.csv) "
+                             "or --captions (a CSV, TSV or JSONL of image and caption columns)")
+        given = [name for name in imagefolder if getattr(self, name) is not None]
+        if given and self.dataset != "imagefolder":
+            raise ValueError(f"{', '.join('--' + n.replace('_', '-') for n in given)} only go with dataset "
+                             f"'imagefolder', not {self.dataset!r}")
+        if self.separator is not None and not (len(self.separator) == 1 or self.separator.lower() == "tab"):
+            raise ValueError(f"separator must be one character (',', ';', '|') or 'tab', got {self.separator!r}")
         return self
 
 
@@ -226,6 +271,23 @@ PRESETS = {
                                  max_length=30, cache_images=False, feature_cache=True, backup_steps=200,
                                  batch_size=64, epochs=20, patience=4, learning_rate=3e-4, warmup_steps=500,
                                  dropout=0.3, eval_batch_size=64),
+    # Your own captioned images (hundreds to tens of thousands; `--data-root DIR` or `--captions FILE`): the
+    # frozen ImageNet MobileNetV3 through the feature cache, narrower than Flickr8k's and more dropout, words
+    # seen twice, early stopping after 5 epochs without a gain; batch 32 so that a few hundred images still
+    # make several steps an epoch.
+    "imagefolder-lstm": dict(dataset="imagefolder", image_size=224, encoder="MobileNetV3Large",
+                             encoder_weights="imagenet", train_encoder=False, feature_dim=192, embed_dim=192,
+                             hidden_dim=256, attention_dim=192, min_count=2, max_length=30, cache_images=False,
+                             feature_cache=True, backup_steps=200, batch_size=32, epochs=30, patience=5,
+                             learning_rate=4e-4, warmup_steps=100, dropout=0.6, attention_reg=1.0,
+                             eval_batch_size=64),
+    # The same with a 2-layer Transformer decoder, 128 wide.
+    "imagefolder-transformer": dict(dataset="imagefolder", decoder="transformer", image_size=224,
+                                    encoder="MobileNetV3Large", encoder_weights="imagenet", train_encoder=False,
+                                    feature_dim=128, model_dim=128, num_layers=2, num_heads=4, min_count=2,
+                                    max_length=30, cache_images=False, feature_cache=True, backup_steps=200,
+                                    batch_size=32, epochs=30, patience=5, learning_rate=3e-4, warmup_steps=200,
+                                    dropout=0.4, eval_batch_size=64),
 }
 
 
@@ -235,14 +297,63 @@ def preset(name, **overrides):
     return Config(preset=name, **{**PRESETS[name], **overrides}).validated()
 
 
+# Fields whose flags take one of a fixed list of values (encoder names are matched ignoring case).
+CHOICES = {"dataset": DATASETS, "encoder": ENCODERS, "decoder": DECODERS, "precision": PRECISIONS,
+           "checkpoint_metric": CHECKPOINT_METRICS}
+
+
+def field_help():
+    """Each field's description, from the `Config` docstring's `Args:` (one source for docs and `--help`)."""
+    helps, name = {}, None
+    for line in Config.__doc__.split("Args:", 1)[1].splitlines():
+        match = re.match(r"\s{8}(\w+): (.*)", line)
+        if match:
+            name, text = match.groups()
+            helps[name] = re.sub(r"^(?:str|int|float|bool|tuple of 3 ints)(?: or None)?, ", "", text)
+        elif name and line.strip():
+            helps[name] += " " + line.strip()
+    return {key: text.rstrip(".") for key, text in helps.items()}
+
+
+def preset_defaults(name):
+    """`default: X` for a field's flag: the default preset's value, and where other presets differ."""
+    default = getattr(Config(**PRESETS["shapes"]), name)
+    others = {}
+    for preset_name in PRESETS:
+        value = getattr(Config(**PRESETS[preset_name]), name)
+        if preset_name != "shapes" and value != default:
+            others.setdefault(repr(value), []).append(preset_name)
+    text = f"default: {default!r}"
+    if others:
+        text += "; " + "; ".join(f"{value} in {', '.join(names)}" for value, names in others.items())
+    return text
+
+
+def choice(allowed, name):
+    """An argparse type taking one of `allowed`, ignoring case, with a "did you mean" for a typo."""
+    def parse(text):
+        for value in allowed:
+            if value.lower() == text.lower():
+                return value
+        close = difflib.get_close_matches(text.lower(), [v.lower() for v in allowed], n=1, cutoff=0.5)
+        hint = f"; did you mean {next(v for v in allowed if v.lower() == close[0])}?" if close else ""
+        raise argparse.ArgumentTypeError(f"unknown {name} {text!r}{hint} (choose from {', '.join(allowed)})")
+
+    parse.__name__ = name
+    return parse
+
+
 def add_arguments(parser):
-    """Adds `--preset` and one `--field-name` flag per config field.
+    """Adds `--preset` and one `--field-name` flag per config field, described from `Config`'s docstring.
 
     A flag that is not given leaves no attribute on the parsed namespace
     (`argparse.SUPPRESS`), so a flag given as `none` sets its field to None
     instead of counting as absent. Only optional fields accept `none`.
     """
-    parser.add_argument("--preset", default="shapes", choices=list(PRESETS), help="named starting config")
+    parser.add_argument("--preset", default="shapes", choices=list(PRESETS),
+                        help="named starting config (default: shapes)")
+    helps = field_help()
+    group = parser.add_argument_group("config fields (each overrides the preset's value)")
     for field in dataclasses.fields(Config):
         if field.name == "preset":
             continue
@@ -250,14 +361,17 @@ def add_arguments(parser):
         kind, optional = field.type, typing.get_origin(field.type) is typing.Union
         if optional:
             kind = [t for t in typing.get_args(kind) if t is not type(None)][0]
-        common = dict(dest=field.name, default=argparse.SUPPRESS,
-                      help=f"default: {field.default!r} or the preset's" + ("; 'none' for None" if optional else ""))
-        if kind is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **common)
+        text = f"{helps.get(field.name, '')} ({preset_defaults(field.name)}" + ("; 'none' for None)" if optional else ")")
+        common = dict(dest=field.name, default=argparse.SUPPRESS, help=text.replace("%", "%%"))
+        if field.name in CHOICES:
+            group.add_argument(flag, type=choice(CHOICES[field.name], field.name.replace("_", " ")),
+                               metavar="{" + ",".join(CHOICES[field.name]) + "}", **common)
+        elif kind is bool:
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, **common)
         elif typing.get_origin(kind) is tuple:
-            parser.add_argument(flag, type=int, nargs=len(typing.get_args(kind)), **common)
+            group.add_argument(flag, type=int, nargs=len(typing.get_args(kind)), **common)
         else:
-            parser.add_argument(flag, type=_parse_optional(kind) if optional else kind, **common)
+            group.add_argument(flag, type=_parse_optional(kind) if optional else kind, **common)
 
 
 def field_names():

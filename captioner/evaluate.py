@@ -1,172 +1,153 @@
 """Evaluate captions with the COCO caption metrics.
 
     python -m captioner.evaluate RUN_DIR [--split test] [--data-root ROOT] [--beam-size 3 --alpha 0.6] [--batch-size 64]
-    python -m captioner.evaluate --results RESULTS.json --annotations captions_val2014.json
+    python -m captioner.evaluate --results RESULTS.json|captions.jsonl --annotations captions_val2014.json
     python -m captioner.evaluate --results RESULTS.json --data-root ROOT --dataset flickr8k [--split test]
+    python -m captioner.evaluate --results RESULTS.json --dataset imagefolder --data-root DIR [--captions FILE]
+        [--splits-file RUN/splits.json]
 
 The first captions a split with a trained model (by default the data it was
 trained on; `--data-root` with `--dataset` takes another root) and writes, into
 `RUN_DIR/eval-<split>-<decoding>/` (or `--output-dir`), `predictions.json` in
-the COCO results format, `per_image.json` and `metrics.json`. Decoding is the
+the COCO results format, `per_image.json` and `metrics.json`. The others write
+into `NAME-eval/` beside the results file `NAME.json` (or `--output-dir`);
+a run folder's own files, or a `metrics.json` this command did not write, are
+never written over. Decoding is the
 model's recorded default (chosen on validation data when it was trained) unless
 `--beam-size` / `--alpha` say otherwise. Beside the metrics it reports how
 generic the captions are, for this decoding and for greedy decoding. The other
 two score a results file made by any system against a COCO captions file, or
-against a split of any dataset root (Flickr has no captions file to name).
+against a split of any dataset root (Flickr has no captions file to name). A
+run of an imagefolder dataset is evaluated on the split its `splits.json` lists.
+Against a split, and when evaluating a run, CHAIR object hallucination is
+reported too where instance annotations cover the split's images.
 """
 
 import argparse
 import os
 import sys
 
+from captioner import console
 from captioner.config import DATASETS
+from captioner.console import HelpFormatter
+from captioner.decoding import arguments as decoding_arguments
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+CHAIR_VOCABULARIES = ("rohrbach2018", "captioner")
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m captioner.evaluate", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument("run_dir", nargs="?", help="a run folder of python -m captioner.train")
-    parser.add_argument("--split", default="test", help="split to caption")
+    parser.add_argument("--split", default="test", help="split to caption (train, val or test)")
     parser.add_argument("--data-root", help="dataset root to evaluate on (default: the run's own data)")
     parser.add_argument("--dataset", choices=DATASETS,
                         help="what --data-root holds (default: the run's dataset); shapes and coco are both read "
                              "as COCO layouts")
     parser.add_argument("--karpathy-json", help="path of the Karpathy split file of --data-root (dataset_coco.json, "
                                                 "dataset_flickr8k.json, dataset_flickr30k.json)")
-    parser.add_argument("--beam-size", type=int, default=None,
-                        help="beam size (default: the model's recorded decoding, chosen on validation data)")
-    parser.add_argument("--alpha", type=float, default=None,
-                        help="length penalty exponent for beam search, >= 0 (default: the model's recorded one)")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--results", help="score this COCO results file instead of running a model")
+    folder = parser.add_argument_group("imagefolder datasets (as python -m captioner.train reads them)")
+    folder.add_argument("--captions", help="a CSV, TSV or JSONL of image and caption columns, instead of "
+                                           "--data-root's metadata files (implies --dataset imagefolder)")
+    folder.add_argument("--image-column", help="the column of image paths (default: the first of file_name, "
+                                               "image, image_path, filename, path)")
+    folder.add_argument("--caption-column", help="the column of captions (default: the first of text, caption, "
+                                                 "captions, sentence)")
+    folder.add_argument("--separator", help="the CSV separator, one character or 'tab' (default: ',', a tab for "
+                                            ".tsv)")
+    folder.add_argument("--splits-file", help="a run's splits.json fixing the split's images (default: a run's "
+                                              "own, when evaluating it on its own data)")
+    parser.add_argument("--batch-size", type=int, default=64, help="images decoded at once")
+    parser.add_argument("--results", help="score this results file instead of running a model: a COCO results "
+                                          ".json, or the .jsonl / .csv of python -m captioner.caption")
     parser.add_argument("--annotations", help="COCO captions file that --results is scored against (or give "
                                               "--data-root [--dataset] [--split] [--karpathy-json])")
-    parser.add_argument("--output-dir", help="where to write predictions, per-image scores and metrics")
-    parser.add_argument("--no-java", action="store_true", help="skip the Java-based PTB tokenizer and METEOR")
+    parser.add_argument("--output-dir", help="where to write metrics.json, per_image.json and predictions.json "
+                                             "(default: RUN_DIR/eval-SPLIT-DECODING, or NAME-eval/ beside the "
+                                             "results file NAME.json)")
+    parser.add_argument("--no-java", action="store_true",
+                        help="do not run Java: the PTB tokenizer and METEOR are skipped, the other metrics "
+                             "computed on a Python tokenisation")
+    parser.add_argument("--skip-bad-images", action="store_true",
+                        help="leave out images that cannot be decoded (named on stderr) instead of stopping")
+    parser.add_argument("--chair-vocabulary", choices=CHAIR_VOCABULARIES, default="rohrbach2018",
+                        help="objects CHAIR counts on MS COCO: the paper's list and rules, or captioner's own list "
+                             "(not comparable with the paper)")
+    parser.add_argument("--report", action="store_true",
+                        help="also write report.html into the output folder: the run, the metrics and galleries "
+                             "of its best, worst and random images (python -m captioner.report)")
+    parser.add_argument("--quiet", action="store_true", help="no progress and no notes on stderr")
+    parser.add_argument("--verbose", action="store_true", help="also TensorFlow's own log lines")
+    decoding_arguments.add_arguments(parser)
     args = parser.parse_args(argv)
-    if args.results and not (args.annotations or args.data_root):
-        parser.error("--results needs --annotations (a COCO captions file) or --data-root (a split of a dataset)")
+    decoding_arguments.check(parser, args)
+    folder_flags = [f for f in ("captions", "image_column", "caption_column", "separator", "splits_file")
+                    if getattr(args, f) is not None]
+    if args.captions and args.dataset is None:
+        args.dataset = "imagefolder"
+    if folder_flags and args.dataset not in (None, "imagefolder"):
+        parser.error(f"{', '.join('--' + f.replace('_', '-') for f in folder_flags)} only go with --dataset "
+                     f"imagefolder")
+    if args.results and not (args.annotations or args.data_root or args.captions):
+        parser.error("--results needs --annotations (a COCO captions file) or --data-root (a split of a dataset; "
+                     "--captions for an imagefolder captions file)")
     if args.annotations and not args.results:
         parser.error("--annotations goes with --results")
     if bool(args.run_dir) == bool(args.results):
         parser.error("give either RUN_DIR, or --results with --annotations or --data-root")
-    if (args.beam_size is not None and args.beam_size < 1) or args.batch_size < 1:
-        parser.error("--beam-size and --batch-size must be at least 1")
-    if args.alpha is not None and args.alpha < 0:
-        parser.error("--alpha must be 0 or more")
-
+    if args.batch_size < 1:
+        parser.error("--batch-size must be at least 1")
+    if args.report and not args.run_dir:
+        parser.error("--report goes with a run folder (a results file has no model to draw attention from)")
     from captioner import runs
+    from captioner.evaluation import results_files
+
+    if args.run_dir:
+        problem = runs.problem_with(args.run_dir)
+        if problem:
+            parser.error(problem)
+    output_dir = args.output_dir or (results_files.default_output_dir(args.results) if args.results else None)
+    try:
+        if output_dir:
+            results_files.check_output_dir(output_dir)
+    except ValueError as error:
+        parser.error(str(error))
+    if args.no_java:
+        console.log("--no-java: the PTB tokenizer and METEOR are skipped as asked; BLEU, ROUGE-L and CIDEr-D are "
+                    "computed on a Python tokenisation")
+    console.quiet_tensorflow(args.verbose)
+
     from captioner.data.coco import DatasetError
-    from captioner.evaluation import scoring
+    from captioner.data.imagefolder import Options
+    from captioner.evaluation import run_evaluation, scoring
 
     use_java = False if args.no_java else None
+    options = Options(args.captions, args.image_column, args.caption_column, args.separator, args.splits_file)
     try:
         if args.results:
-            metrics, per_image, predictions = score_results_file(args, use_java)
-            output_dir = args.output_dir or os.path.dirname(os.path.abspath(args.results))
+            metrics, per_image = run_evaluation.score_results_file(
+                args.results, args.annotations, args.data_root, args.dataset, args.split, args.karpathy_json, use_java,
+                args.chair_vocabulary, options=options)
+            predictions = None
         else:
-            metrics, per_image, predictions, output_dir = evaluate_run(args, use_java)
+            metrics, per_image, predictions, default_dir = run_evaluation.evaluate_run(
+                args.run_dir, args.split, args.data_root, args.dataset, args.karpathy_json, args.batch_size,
+                args.beam_size, args.alpha, args.max_length, use_java, args.skip_bad_images, args.chair_vocabulary,
+                progress=not args.quiet, options=options, **decoding_arguments.controls(args))
+            output_dir = output_dir or default_dir
+        results_files.write(output_dir, metrics, per_image, predictions)
+        if args.report:
+            from captioner.inference import report
+
+            page = report.write_report(args.run_dir, os.path.join(output_dir, "report.html"), args.split,
+                                       batch_size=args.batch_size, use_java=use_java, progress=not args.quiet,
+                                       evaluation_dir=output_dir)
     except (DatasetError, FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    os.makedirs(output_dir, exist_ok=True)
-    if predictions is not None:
-        runs.write_json(os.path.join(output_dir, "predictions.json"), predictions)
-    runs.write_json(os.path.join(output_dir, "per_image.json"),
-                    [{"image_id": i, **scores} for i, scores in per_image.items()])
-    runs.write_json(os.path.join(output_dir, "metrics.json"), metrics)
     print(scoring.format_table(metrics))
-    print(f"Written to {output_dir}")
+    print(f"Written to {os.path.abspath(output_dir)}" + (f" (report: {page})" if args.report else ""))
     return 0
-
-
-def score_results_file(args, use_java):
-    from captioner.data import coco, datasets
-    from captioner.evaluation import coco_eval, scoring
-
-    if args.annotations:
-        annotations = coco.load_json(args.annotations, "captions file")
-        index = coco.coco_index(annotations, args.annotations)
-        references = {i: [a["caption"] for a in index.imgToAnns.get(i, [])] for i in index.imgs}
-        references = {i: caps for i, caps in references.items() if caps}
-        against = args.annotations
-    else:
-        split = datasets.read_split(args.dataset or "coco", args.data_root, args.split, args.karpathy_json)
-        references = scoring.references_of(split)
-        against = f"{args.data_root} ({args.dataset or 'coco'}, {args.split} split)"
-    predictions = coco_eval.check_results(coco.load_json(args.results, "results file"), references, args.results)
-    metrics, per_image = scoring.score_predictions({i: references[i] for i in predictions}, predictions,
-                                                      use_java)
-    metrics.update({"results": args.results, "annotations": against, "images": len(predictions),
-                    "empty_captions": sum(c == coco_eval.EMPTY for c in predictions.values()),
-                    "split": os.path.basename(args.annotations) if args.annotations else args.split,
-                    "decoding": "given",
-                    "scale": coco_eval.SCALE})
-    return metrics, per_image, None
-
-
-def evaluate_run(args, use_java):
-    import captioner
-    from captioner import runs
-    from captioner.data import datasets
-    from captioner.evaluation import scoring
-    from captioner.data.coco import DatasetError
-    from captioner.models.captioner import describe_decoding
-
-    config = runs.load_config(args.run_dir)
-    # Evaluating writes nothing outside the output folder: the run's data must exist (a run folder
-    # from elsewhere names its own data root and Shapes sizes, which are never generated here).
-    root = args.data_root or datasets.existing_data_root(config)
-    karpathy = args.karpathy_json or (config.karpathy_json if not args.data_root else None)
-    dataset = args.dataset or config.dataset
-    own_data = not args.data_root and dataset == config.dataset
-    splits = {}
-    if own_data and args.split != "train":
-        # The training captions (for the copied-caption share) from the same reading, where the train split reads.
-        try:
-            splits = datasets.read_splits(dataset, root, (args.split, "train"), karpathy, config.skip_missing_images)
-        except DatasetError:
-            splits = {}
-    if not splits:
-        splits = datasets.read_splits(dataset, root, (args.split,), karpathy, config.skip_missing_images)
-    split = splits[args.split]
-    model = captioner.load(args.run_dir)
-    beam_size, alpha = model.decoding_settings(args.beam_size, args.alpha)
-    source = model.decoding_source(args.beam_size, args.alpha)
-    print(f"Decoding: {describe_decoding(beam_size, alpha)} ({source})", file=sys.stderr)
-    metrics, outputs, per_image = scoring.evaluate_model(model, split, root, args.batch_size, beam_size, alpha,
-                                                            use_java)
-    metrics["data_root"] = root
-    metrics["decoding_source"] = source
-    training_captions = ([c for e in splits["train"].examples for c in e.captions] if "train" in splits
-                         else _training_captions(config))
-    label = metrics["decoding"]
-    metrics["genericness"] = {label: scoring.genericness_of(outputs, training_captions)}
-    if beam_size > 1:
-        greedy = scoring.caption_examples(model, split.examples, args.batch_size, 1, 0.0, progress=False)
-        metrics["genericness"]["greedy"] = scoring.genericness_of(greedy, training_captions)
-    decoding = "greedy" if beam_size == 1 else f"beam{beam_size}" + (f"-alpha{alpha:g}" if alpha else "")
-    output_dir = args.output_dir or os.path.join(args.run_dir, f"eval-{args.split}-{decoding}")
-    captions = {o["image_id"]: o["caption"] for o in outputs}
-    for image_id, scores in per_image.items():
-        scores["caption"] = captions[image_id]
-    return metrics, per_image, scoring.to_json_outputs(outputs), output_dir
-
-
-def _training_captions(config):
-    """The run's training references (for the copied-caption share), or None where its data is not here."""
-    from captioner.data import coco, datasets
-
-    try:
-        root = datasets.existing_data_root(config)
-        return [c for e in datasets.read_split(config.dataset, root, "train", config.karpathy_json,
-                                               config.skip_missing_images).examples for c in e.captions]
-    except (coco.DatasetError, FileNotFoundError) as error:
-        print(f"The run's training captions are not readable ({error}); the copied-caption share is left out",
-              file=sys.stderr)
-        return None
 
 
 if __name__ == "__main__":

@@ -12,42 +12,41 @@ import argparse
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from captioner import console
+from captioner.console import HelpFormatter
+from captioner.decoding import arguments as decoding_arguments
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m captioner.export", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument("run_dir", help="a run folder of python -m captioner.train")
     parser.add_argument("out_dir", help="folder to write the SavedModel to (must not exist)")
-    parser.add_argument("--beam-size", type=int, default=None,
-                        help="beam size (default: the model's recorded decoding, chosen on validation data)")
-    parser.add_argument("--max-length", type=int, default=None, help="most words (default: the model's)")
-    parser.add_argument("--alpha", type=float, default=None,
-                        help="length penalty exponent, >= 0 (default: the model's recorded one)")
+    decoding_arguments.add_arguments(parser)
+    parser.add_argument("--quiet", action="store_true", help="no notes on stderr")
+    parser.add_argument("--verbose", action="store_true", help="also TensorFlow's own log lines")
     args = parser.parse_args(argv)
-    if args.beam_size is not None and args.beam_size < 1:
-        parser.error("--beam-size must be at least 1")
-    if args.alpha is not None and args.alpha < 0:
-        parser.error("--alpha must be 0 or more")
-    if not os.path.exists(os.path.join(args.run_dir, "model.keras")):
-        parser.error(f"{args.run_dir} is not a finished run folder (no model.keras)")
+    decoding_arguments.check(parser, args)
+    from captioner import runs
+
+    problem = runs.problem_with(args.run_dir)
+    if problem:
+        parser.error(problem)
     if os.path.exists(args.out_dir):
         parser.error(f"{args.out_dir} exists already; choose a new folder")
+    console.quiet_tensorflow(args.verbose)
 
     import captioner
     from captioner.inference import savedmodel
-    from captioner.models.captioner import describe_decoding
 
-    model = captioner.load(args.run_dir)
-    try:
-        beam_size, alpha = model.decoding_settings(args.beam_size, args.alpha)
-        savedmodel.export(model, args.out_dir, beam_size, args.max_length, alpha)
-    except ValueError as error:  # decoding settings this model cannot honour
-        parser.error(str(error))
-    source = model.decoding_source(args.beam_size, args.alpha)
-    print(f"Decoding: {describe_decoding(beam_size, alpha)} ({source})")
-    print(f"SavedModel written to {args.out_dir} (signature serving_default: images [B] bytes -> captions, scores)")
+    model = captioner.load(args.run_dir, quiet=args.quiet)
+    decoding, source = decoding_arguments.settings(parser, model, args)
+    if not args.quiet:
+        console.log(f"Decoding: {decoding.describe()} ({source})")
+    savedmodel.export(model, args.out_dir, max_length=args.max_length, decoding=decoding)
+    outputs = "captions, scores" + (", nbest_captions, nbest_scores, nbest_log_probs [B, N]"
+                                    if decoding.num_captions > 1 else "")
+    print(f"SavedModel written to {args.out_dir} (signature serving_default: images [B] bytes -> {outputs})")
     return 0
 
 

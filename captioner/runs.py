@@ -22,18 +22,16 @@ weights, model, backups; `log.csv` is cut back to the restored epoch on
 resume), so a process killed at any moment never leaves a half-written one.
 """
 
+import contextlib
+import difflib
 import json
 import os
-
-import keras
 
 from captioner import config as config_lib
 from captioner import files
 
-# Importing the models registers their classes for deserialisation.
-from captioner.models import captioner as _captioner  # noqa: F401
-
 CONFIG = "config.json"
+LOCK = ".lock"
 VOCAB = "vocab.txt"
 MODEL = "model.keras"
 METRICS = "metrics.json"
@@ -61,12 +59,72 @@ def is_finished(run_dir):
     return os.path.exists(os.path.join(run_dir, METRICS))
 
 
+class RunInUseError(ValueError):
+    """Another process is training into the run folder."""
+
+
+@contextlib.contextmanager
+def locked(run_dir):
+    """Holds the run folder for this process from before its first write to after its last.
+
+    A second process (a requeued cluster job while the first still runs, the
+    same command typed twice) is refused with `RunInUseError` naming the holder,
+    and the folder is left as it was. The lock is the operating system's, so one
+    left by a killed process never blocks. `RUN_DIR/.lock` exists while the folder
+    is held; a folder this process created and wrote nothing into is removed again.
+    """
+    created = not os.path.exists(run_dir)
+    os.makedirs(run_dir, exist_ok=True)
+    try:
+        with files.exclusive(os.path.join(run_dir, LOCK)):
+            yield
+    except files.LockedError as error:
+        raise RunInUseError(
+            f"{run_dir} is in use: {error.who} is training into it. Wait for it to finish or stop it "
+            "(a process that was killed does not hold the folder), or choose another --run-dir") from None
+    finally:
+        if created and os.path.isdir(run_dir) and not os.listdir(run_dir):
+            os.rmdir(run_dir)
+
+
+def problem_with(run_dir):
+    """Why `run_dir` is not a finished run folder a command can use (str), or None if it is one.
+
+    Says what was given instead and what to do: a misspelt folder gets the
+    nearest names beside it, the model file the folder that holds it, an
+    unfinished run the command that finishes it. Reads no model: fast, for
+    checking arguments before any work.
+    """
+    if os.path.isfile(run_dir):
+        if os.path.basename(run_dir) == MODEL:
+            return (f"{run_dir} is the model file; give the run folder that holds it: "
+                    f"{os.path.dirname(run_dir) or '.'}")
+        return f"{run_dir} is a file; give a run folder of python -m captioner.train (it holds {MODEL})"
+    if not os.path.isdir(run_dir):
+        parent = os.path.dirname(os.path.normpath(run_dir)) or "."
+        names = sorted(os.listdir(parent)) if os.path.isdir(parent) else []
+        close = difflib.get_close_matches(os.path.basename(os.path.normpath(run_dir)), names, n=3)
+        hint = f"; did you mean {' or '.join(os.path.join(parent, c) for c in close)}?" if close else ""
+        return f"no run folder at {run_dir}{hint}"
+    if not os.path.exists(os.path.join(run_dir, MODEL)):
+        if os.path.exists(os.path.join(run_dir, CONFIG)):
+            return (f"{run_dir} holds a run whose training has not finished (no {MODEL} yet): run the same "
+                    f"python -m captioner.train command again with --run-dir {run_dir} to finish it")
+        return f"{run_dir} is not a run folder of python -m captioner.train (it has no {MODEL})"
+    return None
+
+
 def load(run_dir):
     """Rebuilds the trained `Captioner` of a run folder (safe mode: no code from the file)."""
-    path = os.path.join(run_dir, MODEL)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{run_dir} has no {MODEL}: not a finished run folder")
-    return keras.saving.load_model(path, safe_mode=True)
+    import keras
+
+    # Importing the models registers their classes for deserialisation.
+    from captioner.models import captioner as _captioner  # noqa: F401
+
+    problem = problem_with(run_dir)
+    if problem:
+        raise FileNotFoundError(problem)
+    return keras.saving.load_model(os.path.join(run_dir, MODEL), safe_mode=True)
 
 
 def load_config(run_dir):

@@ -18,19 +18,19 @@ import os
 import sys
 import time
 
-# TensorFlow's C++ start-up chatter (CUDA probing, oneDNN notes) is not for users.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from captioner import config as config_lib  # noqa: E402
+from captioner import config as config_lib
+from captioner import console
+from captioner.console import HelpFormatter
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m captioner.train", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--run-dir", default=None,
                         help="run folder (default runs/PRESET-DECODER, or -2, -3... if that one is finished); "
                              "an unfinished one is resumed")
-    parser.add_argument("--quiet", action="store_true", help="one line per epoch instead of progress bars")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars: the epochs' lines only")
+    parser.add_argument("--verbose", action="store_true", help="also TensorFlow's own log lines")
     parser.add_argument("--config", default=None, metavar="JSON",
                         help="start from this config file (e.g. a run's config.json) instead of --preset; "
                              "flags given override it")
@@ -63,6 +63,7 @@ def main(argv=None):
         parser.error(f"{args.config + ': ' if args.config else ''}{error}")
 
     # Imported after argument parsing so that --help is instant.
+    console.quiet_tensorflow(args.verbose)
     from captioner import runs
     from captioner.training import cross_entropy, run
     from captioner.data.coco import DatasetError
@@ -70,7 +71,7 @@ def main(argv=None):
     run_dir = args.run_dir or runs.choose_run_dir(os.path.join("runs", f"{config.preset}-{config.decoder}"))
     print(f"Run folder: {run_dir}", file=sys.stderr)
     try:
-        metrics = cross_entropy.train(config, run_dir, verbose=2 if args.quiet else "auto", distribute=args.distribute)
+        metrics = cross_entropy.train(config, run_dir, verbose=2 if args.quiet else 1, distribute=args.distribute)
     except (DatasetError, ValueError, FileExistsError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -86,9 +87,15 @@ def _self_critical(parser, args, started):
     given = {f: getattr(args, f) for f in config_lib.field_names() if hasattr(args, f)}
     if args.config:
         parser.error("--config does not go with --scst-from: the stage starts from its parent's config")
-    from captioner.training import run, scst
+    console.quiet_tensorflow(args.verbose)
+    from captioner import runs
     from captioner.data.coco import DatasetError
+    from captioner.training import run, scst
 
+    problem = runs.problem_with(args.scst_from)
+    if problem:
+        print(f"error: --scst-from: {problem}", file=sys.stderr)
+        return 2
     defaults = scst.Settings("")
     args.samples = defaults.samples if args.samples is None else args.samples
     args.baseline = defaults.baseline if args.baseline is None else args.baseline
@@ -102,7 +109,7 @@ def _self_critical(parser, args, started):
     print(f"Run folder: {run_dir}", file=sys.stderr)
     try:
         metrics = scst.train(args.scst_from, run_dir, given, args.samples, args.baseline, args.temperature,
-                             verbose=2 if args.quiet else "auto", distribute=args.distribute)
+                             verbose=2 if args.quiet else 1, distribute=args.distribute)
     except (DatasetError, ValueError, FileExistsError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -12,11 +12,13 @@ from PIL import Image
 
 import captioner
 from captioner import caption
+from captioner.decoding.settings import Decoding
 from captioner.inference import captioning
 from captioner.evaluation import coco_eval
 from captioner.evaluation import scoring
 from captioner.data import coco
 from captioner.data import images as images_lib
+from conftest import exit_status
 
 
 @pytest.fixture()
@@ -94,7 +96,12 @@ def test_caption_command_survives_awkward_files(quick_run, awkward_folder, tmp_p
             assert entry["caption"] == "" and entry["error"], name
         else:
             assert entry["caption"] and "error" not in entry, name
-    assert f"{SHAPES_IMAGES + 8} captioned, 5 failed" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert f"{SHAPES_IMAGES + 8} captioned, 5 failed" in printed.out
+    # The files that failed are named on the terminal with their reasons, not only in the output file.
+    assert "Could not caption 5 files:" in printed.err
+    for name in UNREADABLE:
+        assert f"{awkward_folder / name}: {by_name[name]['error']}" in printed.err
 
     # Running again onto the same output skips what was captioned and retries only the failures;
     # the file keeps one record per image.
@@ -257,7 +264,7 @@ def test_results_of_another_model_or_setting_are_not_mixed(quick_run, small_shap
     with pytest.raises(captioning.ResultsMismatchError, match="model"):
         captioning.caption_folder(model, str(folder), str(output), beam_size=1, progress=False)
     counts = captioning.caption_folder(model, str(folder), str(output), beam_size=1, progress=False, overwrite=True)
-    assert counts == {"captioned": 3, "failed": 0, "skipped": 0} and len(records(output)) == 3
+    assert counts == {"captioned": 3, "failed": 0, "skipped": 0, "failures": []} and len(records(output)) == 3
     # A file without a record of what made it is not resumed blindly.
     os.remove(f"{output}.source.json")
     with pytest.raises(captioning.ResultsMismatchError, match="without a record"):
@@ -302,9 +309,9 @@ def test_a_second_run_on_the_same_output_is_refused_while_the_first_writes(quick
     folder = copy_images(small_shapes, tmp_path / "photos", ["000000000001.jpg"])
     output = str(tmp_path / "out.json")
     model = captioner.load(quick_run)
-    source = captioning.describe_source(model, 1, 0.0, None)
+    source = captioning.describe_source(model, Decoding())
     first = captioning.ResultsFile(output, source)
-    with pytest.raises(captioning.ResultsInUseError, match="another process is writing"):
+    with pytest.raises(captioning.ResultsInUseError, match=f"process {os.getpid()} on .* is writing"):
         captioning.caption_folder(model, str(folder), output, beam_size=1, progress=False)
     first.write({"path": "x.jpg", "image_id": 5, "caption": "a red circle"})
     first.close()
@@ -312,6 +319,7 @@ def test_a_second_run_on_the_same_output_is_refused_while_the_first_writes(quick
     # Once the first is done, the next run goes ahead and keeps what the first wrote.
     counts = captioning.caption_folder(model, str(folder), output, beam_size=1, progress=False)
     assert counts["captioned"] == 1 and len(json.load(open(output))) == 2
+    assert not os.path.exists(output + ".lock")  # the lock file lives only while a run holds it
 
 
 def test_a_file_this_program_did_not_write_is_refused_untouched(quick_run, small_shapes, tmp_path, capsys):
@@ -355,3 +363,61 @@ def test_figures_of_long_names_and_a_figure_folder_around_the_images(quick_run, 
         caption.main([quick_run, str(folder), "-o", str(tmp_path / "again.jsonl"), "--quiet", "--recursive",
                       "--attention-plots", str(tmp_path)])
     assert exit_info.value.code == 2
+
+
+def test_the_caption_command_says_what_it_does_and_what_went_wrong(quick_run, small_shapes, tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert caption.main([quick_run, str(empty), "-o", str(tmp_path / "a.jsonl")]) == 1
+    assert f"no images found in {empty}" in capsys.readouterr().err
+    nested = copy_images(small_shapes, tmp_path / "nested", ["holiday/a.jpg", "holiday/b.png"])
+    assert caption.main([quick_run, str(nested), "-o", str(tmp_path / "b.jsonl")]) == 1
+    error = capsys.readouterr().err
+    assert "its subfolders hold images" in error and "add --recursive" in error
+    assert not os.path.exists(tmp_path / "a.jsonl") and not os.path.exists(tmp_path / "b.jsonl")
+    # One image file is a folder of one; with -o - its record goes to standard output as a JSON line.
+    single = str(nested / "holiday" / "a.jpg")
+    assert caption.main([quick_run, single, "-o", "-", "--beam-size", "1"]) == 0
+    printed = capsys.readouterr()
+    record = json.loads(printed.out)
+    assert record["path"] == single and record["caption"] and set(record) == {"path", "image_id", "caption", "score"}
+    # What the model was trained on is said once, before any caption.
+    assert printed.err.count("Model trained on shapes (200 training images, a vocabulary of") == 1
+    assert "it knows only scenes of coloured shapes" in printed.err and "1 captioned" in printed.err
+    assert not [name for name in os.listdir(tmp_path) if name.endswith(".lock")]
+
+
+def test_decoding_controls_on_the_command_line(quick_run, small_shapes, tmp_path, capsys):
+    folder = copy_images(small_shapes, tmp_path / "photos", [f"{k}.jpg" for k in range(4)])
+    output = tmp_path / "nbest.jsonl"
+    assert caption.main([quick_run, str(folder), "-o", str(output), "--beam-size", "3", "--num-captions", "3",
+                         "--no-repeat-ngram-size", "2", "--quiet"]) == 0
+    for record in records(output):
+        ranked = record["captions"]
+        assert len(ranked) == 3 and ranked[0]["caption"] == record["caption"]
+        assert [r["score"] for r in ranked] == sorted((r["score"] for r in ranked), reverse=True)
+        assert len({r["caption"] for r in ranked}) == 3  # distinct
+        for entry in ranked:
+            words = entry["caption"].split()
+            assert len(set(zip(words, words[1:]))) == len(words) - 1  # no bigram twice
+    csv_output = tmp_path / "nbest.csv"
+    assert caption.main([quick_run, str(folder), "-o", str(csv_output), "--beam-size", "3", "--num-captions", "2",
+                         "--quiet"]) == 0
+    rows = records(csv_output)
+    assert list(rows[0]) == ["path", "image_id", "caption", "score", "caption_2", "score_2", "error"]
+    # Sampling with a seed repeats itself; the samples are ranked by score.
+    first, again = tmp_path / "s1.jsonl", tmp_path / "s2.jsonl"
+    for path in (first, again):
+        assert caption.main([quick_run, str(folder), "-o", str(path), "--sample", "--top-p", "0.9", "--seed", "3",
+                             "--num-captions", "2", "--quiet"]) == 0
+    assert [r["captions"] for r in records(first)] == [r["captions"] for r in records(again)]
+    capsys.readouterr()
+    for argv, message in ((["--sample", "--top-p", "1.5"], "--top-p must be in (0, 1]"),
+                          (["--beam-size", "2", "--num-captions", "3"], "--num-captions 3 is above --beam-size 2"),
+                          (["--beam-size", "4", "--beam-groups", "3"], "--beam-groups 3 must divide --beam-size 4"),
+                          (["--min-length", "9", "--max-length", "5"], "--min-length 9 is above --max-length 5"),
+                          (["--top-k", "5"], "go with --sample"),
+                          (["--ban-words", "zebra,red"], "'zebra' not in the model's vocabulary")):
+        assert exit_status(caption.main, [quick_run, str(folder), "-o", str(tmp_path / "x.jsonl")] + argv) == 2
+        error = capsys.readouterr().err
+        assert message in error and error.count("error:") == 1, (argv, error)

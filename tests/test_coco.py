@@ -77,6 +77,16 @@ def test_karpathy_split_restval_joins_train(coco_root, karpathy_json):
     assert test.examples[0].captions[0].endswith(".")  # raw sentences, as written
 
 
+def test_the_karpathy_file_is_parsed_once_for_all_splits(coco_root, karpathy_json, monkeypatch):
+    from captioner.data import datasets
+
+    parsed = []
+    original = coco.load_json
+    monkeypatch.setattr(coco, "load_json", lambda path, what: parsed.append(path) or original(path, what))
+    splits = datasets.read_splits("coco", str(coco_root), ("train", "val", "test"), karpathy_json)
+    assert parsed == [karpathy_json] and [len(splits[s].examples) for s in ("train", "val", "test")] == [210, 10, 10]
+
+
 def test_missing_root_and_files_are_named(tmp_path, coco_root):
     with pytest.raises(coco.DatasetError, match="does not exist"):
         coco.read_split(str(tmp_path / "nowhere"), "train")

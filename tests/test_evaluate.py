@@ -16,7 +16,37 @@ from captioner.evaluation import scoring
 from captioner.evaluation import metrics
 from captioner.data import coco
 
-needs_java = pytest.mark.skipif(not coco_eval.java_available(), reason="the PTB tokenizer and METEOR need Java")
+# Skipped without Java in the fast tier, failed under --run-slow (conftest.needs_java).
+needs_java = pytest.mark.usefixtures("needs_java")
+
+
+def figures_afresh(references, predictions):
+    """The figures of `predictions` (a COCO results list) against `references` (image_id -> captions), computed
+    here from those two alone: pycocoevalcap's BLEU-1..4, ROUGE-L and CIDEr-D on the caption tokenizer's words
+    (the tokenisation without Java), and nltk's corpus BLEU. An empty caption is scored as `<empty>`."""
+    from pycocoevalcap.bleu.bleu import Bleu
+    from pycocoevalcap.cider.cider import Cider
+    from pycocoevalcap.rouge.rouge import Rouge
+
+    captions = {p["image_id"]: p["caption"] or coco_eval.EMPTY for p in predictions}
+    ids = sorted(captions)
+    assert sorted(references) == ids
+    tokens = iter(metrics.words_of([r for i in ids for r in references[i]] + [captions[i] for i in ids]))
+    gts = {i: [" ".join(next(tokens)) for _ in references[i]] for i in ids}
+    res = {i: [" ".join(next(tokens))] for i in ids}
+    figures = dict(zip([f"coco_bleu_{n}" for n in range(1, 5)], Bleu(4).compute_score(gts, res, verbose=0)[0]))
+    figures["coco_rouge_l"] = Rouge().compute_score(gts, res)[0]
+    figures["coco_cider_d"] = Cider().compute_score(gts, res)[0]
+    figures.update(metrics.nltk_corpus_bleu([references[i] for i in ids], [captions[i] for i in ids]))
+    return figures
+
+
+def assert_figures_afresh(saved, references, predictions):
+    """The saved figures are those of the written predictions and the references (not merely in 0..1)."""
+    afresh = figures_afresh(references, predictions)
+    assert afresh["coco_bleu_1"] > 0 and afresh["nltk_bleu_1"] > 0  # not a comparison of zeros
+    for name, value in afresh.items():
+        assert saved[name] == pytest.approx(value, abs=1e-9), name
 
 
 def shapes_references(root, split="test"):
@@ -90,11 +120,14 @@ def test_bleu_against_hand_computed_values():
         pytest.approx(5 / 6 * math.exp(1 - 9 / 6), abs=1e-6)
 
 
-def test_without_java_metrics_are_labelled_and_meteor_left_out(small_shapes, capsys):
+def test_without_java_metrics_are_labelled_and_meteor_left_out(small_shapes, capsys, monkeypatch):
     references = shapes_references(small_shapes)
     scores, _ = coco_eval.score(references, perturbed(references), use_java=False)
     assert "coco_meteor" not in scores and scores["tokenizer"].startswith("python")
-    assert "Java was not found" in capsys.readouterr().err
+    assert "Java was not found" not in capsys.readouterr().err  # not used as asked: nothing was looked for
+    monkeypatch.setattr(coco_eval, "java_available", lambda: False)
+    scores, _ = coco_eval.score(references, perturbed(references))
+    assert "coco_meteor" not in scores and "Java was not found" in capsys.readouterr().err
     table = scoring.format_table({**scores, **metrics.nltk_corpus_bleu([["a"]], ["a"])})
     assert "METEOR     n/a (needs Java)" in table
 
@@ -149,9 +182,17 @@ def test_evaluate_command_on_a_run(quick_run, tmp_path, capsys):
     saved = json.load(open(os.path.join(out_dir, "metrics.json")))
     predictions = json.load(open(os.path.join(out_dir, "predictions.json")))
     per_image = json.load(open(os.path.join(out_dir, "per_image.json")))
-    assert len(predictions) == len(per_image) == 30 and set(predictions[0]) == {"image_id", "caption", "score"}
-    assert saved["decoding"] == "beam 2, alpha 0" and 0 <= saved["object_f1"] <= 1 and "attention_pointing" in saved
-    assert saved["decoding_source"] == "as given" and set(saved["genericness"]) == {"beam 2, alpha 0", "greedy"}
+    assert len(predictions) == len(per_image) == 30
+    assert set(predictions[0]) == {"image_id", "caption", "score", "log_prob"}
+    assert saved["decoding"] == "beam 2, length penalty alpha 0" and "attention_pointing" in saved
+    # The figures again, from the written predictions and the test split's references and objects alone.
+    objects, _ = scoring.shapes_instances(saved["data_root"], "test")
+    captions = [p["caption"] for p in predictions]
+    truth = [[(o["colour"], o["shape"]) for o in objects[p["image_id"]]] for p in predictions]
+    assert saved["object_f1"] == pytest.approx(metrics.object_f1(captions, truth)["object_f1"], abs=1e-12)
+    assert_figures_afresh(saved, shapes_references(saved["data_root"]), predictions)
+    assert saved["decoding_source"].startswith("beam size as given, no length penalty")
+    assert set(saved["genericness"]) == {"beam 2, length penalty alpha 0", "greedy"}
     for name in ("coco_bleu_4", "coco_rouge_l", "coco_cider_d", "nltk_bleu_4"):
         assert name in saved
     assert "Shapes figures" in capsys.readouterr().out
@@ -198,8 +239,10 @@ def test_evaluate_bad_inputs_exit_2(quick_run, tmp_path, capsys):
     assert "image ids that the annotations do not have" in capsys.readouterr().err
     shutil.rmtree(tmp_path / "nowhere", ignore_errors=True)
     assert evaluate.main([quick_run, "--data-root", str(tmp_path / "nowhere")]) == 2
-    with pytest.raises(SystemExit):
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
         evaluate.main(["--results", str(results)])
+    assert exit_info.value.code == 2 and "--results needs --annotations" in capsys.readouterr().err
 
 
 def test_evaluating_a_run_folder_never_writes_its_data(quick_run, tmp_path, monkeypatch, capsys):
@@ -248,13 +291,13 @@ def test_evaluate_decodes_with_the_runs_recorded_default_and_says_so(quick_run, 
     from captioner.training import decoding_search
 
     choice = runs.read_json(os.path.join(quick_run, decoding_search.FILE_NAME))
-    settings = [(row["beam_size"], row["alpha"]) for row in choice["table"]]
+    settings = [decoding_search.setting(row) for row in choice["table"]]
     assert settings == list(decoding_search.GRID) and choice["images"] == 8  # the quick run's search_images
     best = max(choice["table"], key=lambda row: row["cider_d"])
-    assert (choice["beam_size"], choice["alpha"]) in {(r["beam_size"], r["alpha"]) for r in choice["table"]
-                                                      if r["cider_d"] == best["cider_d"]}
+    assert decoding_search.setting(choice) in {decoding_search.setting(r) for r in choice["table"]
+                                               if r["cider_d"] == best["cider_d"]}
     model = captioner.load(quick_run)
-    assert model.default_decoding == {"beam_size": choice["beam_size"], "alpha": choice["alpha"]}
+    assert model.default_decoding == decoding_search.setting(choice)
     out_dir = os.path.join(str(quick_run), "eval-val-default")
     assert evaluate.main([quick_run, "--split", "val", "--no-java", "--output-dir", out_dir]) == 0
     assert "(the model's recorded default)" in capsys.readouterr().err

@@ -124,3 +124,35 @@ def test_export_refuses_a_transformer_max_length_past_its_training(tmp_path, cap
     assert exit_info.value.code == 2 and "at most 6 words" in capsys.readouterr().err
     assert not os.path.exists(tmp_path / "out")
     assert export.main([str(run_dir), str(tmp_path / "out"), "--max-length", "6", "--beam-size", "2"]) == 0
+
+
+SERVE_NBEST = """
+import json, sys
+import tensorflow as tf
+serve = tf.saved_model.load(sys.argv[1]).signatures["serving_default"]
+out = serve(images=tf.constant([open(p, "rb").read() for p in json.loads(sys.argv[2])]))
+print(json.dumps({"captions": [[c.decode() for c in row] for row in out["nbest_captions"].numpy()],
+                  "scores": out["nbest_scores"].numpy().tolist(), "best": [c.decode() for c in out["captions"].numpy()]}))
+"""
+
+
+@pytest.mark.slow
+def test_a_saved_model_with_three_captions_an_image_equals_the_caption_command(quick_run, small_shapes, tmp_path):
+    examples = coco.read_split(small_shapes, "val").examples[:6]
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for example in examples:
+        shutil.copy(example.path, folder / os.path.basename(example.path))
+    output = tmp_path / "captions.jsonl"
+    flags = ["--beam-size", "3", "--num-captions", "3", "--alpha", "0.6"]
+    assert caption.main([quick_run, str(folder), "-o", str(output), "--quiet", *flags]) == 0
+    records = sorted((json.loads(line) for line in output.read_text().splitlines()), key=lambda r: r["path"])
+    saved = str(tmp_path / "saved")
+    assert export.main([quick_run, saved, "--quiet", *flags]) == 0
+    served = subprocess.run([sys.executable, "-c", SERVE_NBEST, saved, json.dumps([r["path"] for r in records])],
+                            capture_output=True, text=True, check=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    result = json.loads(served.stdout.strip().splitlines()[-1])
+    assert result["captions"] == [[c["caption"] for c in r["captions"]] for r in records]
+    assert result["best"] == [r["caption"] for r in records]
+    np.testing.assert_allclose(result["scores"], [[c["score"] for c in r["captions"]] for r in records], atol=1e-5)
+    assert all(len(row) == 3 for row in result["captions"])

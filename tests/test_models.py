@@ -9,6 +9,7 @@ from captioner import config as config_lib
 from captioner import decoding
 from captioner.data import tokenizer as tk
 from captioner.data.pipeline import normalize_image
+from captioner.decoding.settings import Decoding
 from captioner.models.captioner import Captioner, build_captioner
 from captioner.models.encoders import ImageEncoder
 
@@ -222,12 +223,12 @@ def test_the_decoding_default_is_saved_with_the_model_and_used_by_generate(tmp_p
     model = tiny("lstm")
     images = batch()["images"]
     greedy = model.generate(images)
-    assert model.default_decoding == {"beam_size": 1, "alpha": 0.0} and "beam_tokens" not in greedy
+    assert model.default_decoding == Decoding() and "beam_tokens" not in greedy
     model.default_decoding = {"beam_size": 2, "alpha": 0.6}
     path = str(tmp_path / "model.keras")
     model.save(path)
     loaded = keras.saving.load_model(path, safe_mode=True)
-    assert loaded.default_decoding == {"beam_size": 2, "alpha": 0.6}
+    assert loaded.default_decoding == Decoding(2, 0.6)
     by_default = loaded.generate(images)
     told = loaded.generate(images, beam_size=2, alpha=0.6)
     assert by_default["beam_tokens"].shape[1] == 2
@@ -235,17 +236,20 @@ def test_the_decoding_default_is_saved_with_the_model_and_used_by_generate(tmp_p
     # A model saved before decoding defaults existed (no "decoding" in its config) decodes greedily.
     config = model.get_config()
     del config["decoding"]
-    assert Captioner.from_config(config).default_decoding == {"beam_size": 1, "alpha": 0.0}
+    assert Captioner.from_config(config).default_decoding == Decoding()
     with pytest.raises(ValueError, match="alpha"):
         Captioner.from_config({**config, "decoding": {"beam_size": 3, "alpha": -1.0}})
 
 
-def test_a_beam_size_given_alone_means_no_length_penalty():
+def test_a_beam_size_given_alone_keeps_the_recorded_alpha_only_for_the_recorded_beam_size():
     model = tiny("lstm")
     assert model.decoding_source().startswith("greedy: the model records no default")
     model.default_decoding = {"beam_size": 5, "alpha": 1.0}
-    assert model.decoding_settings() == (5, 1.0) and model.decoding_source() == "the model's recorded default"
-    assert model.decoding_settings(beam_size=3) == (3, 0.0)  # alpha 1.0 was chosen for beam 5, not 3
-    assert model.decoding_settings(alpha=0.6) == (5, 0.6)
-    assert model.decoding_settings(beam_size=1, alpha=0.6) == (1, 0.0)  # greedy has no length penalty
-    assert model.decoding_source(beam_size=3) == "as given"
+    assert model.decoding_settings() == Decoding(5, 1.0) and model.decoding_source() == "the model's recorded default"
+    assert model.decoding_settings(beam_size=5) == Decoding(5, 1.0)  # the recorded setting, named
+    assert model.decoding_source(beam_size=5) == "beam size as given, alpha the model's recorded one for it"
+    assert model.decoding_settings(beam_size=3) == Decoding(3, 0.0)  # alpha 1.0 was chosen for beam 5, not 3
+    assert "no length penalty" in model.decoding_source(beam_size=3)
+    assert model.decoding_settings(alpha=0.6) == Decoding(5, 0.6)
+    assert model.decoding_settings(beam_size=1, alpha=0.6) == Decoding()  # greedy has no length penalty
+    assert model.decoding_source(beam_size=3, alpha=0.0) == "as given"

@@ -98,3 +98,19 @@ def test_caption_dataset_batches(small_shapes, tokenizer):
     second = [tuple(b[0]["tokens"][:, 0, 1].numpy()) for b in dataset]
     assert sum(len(b) for b in first) == 200
     assert first != second
+
+
+def test_cached_images_are_kept_as_uint8_and_a_cache_too_large_is_refused(small_shapes, tokenizer):
+    examples = coco.read_split(small_shapes, "val").examples
+    words = tk.build_vocabulary([c for e in examples for c in e.captions])
+    cached = pipeline.caption_dataset(examples, tk.CaptionTokenizer(words), 64, "raw", batch_size=8, training=False,
+                                      cache_images=True)
+    plain = pipeline.caption_dataset(examples, tk.CaptionTokenizer(words), 64, "raw", batch_size=8, training=False)
+    (x, _, _), (y, _, _) = next(iter(cached)), next(iter(plain))
+    images = x["images"].numpy()
+    assert images.dtype == np.float32 and np.array_equal(images, np.round(images))  # whole levels: uint8 underneath
+    np.testing.assert_allclose(images, y["images"].numpy(), atol=0.5)  # the same pixels, rounded
+    # 113,287 MS COCO images at 224 px are 15.9 GiB of uint8: refused on a 24 GiB machine before any reading.
+    with pytest.raises(ValueError, match=r"15.9 GiB of uint8 pixels\) with 24.0 GiB available: pass --no-cache-images"):
+        pipeline.check_image_cache(113_287, 224, available=24 * 2**30)
+    pipeline.check_image_cache(8000, 96, available=24 * 2**30)  # Shapes: 0.2 GiB

@@ -70,7 +70,8 @@ def test_run_folder_is_complete(tiny_run):
                  "decoding.json", runs.BEST_WEIGHTS):
         assert os.path.isfile(os.path.join(run_dir, name)), name
     assert os.path.isdir(os.path.join(run_dir, "logs"))
-    assert runs.load_config(run_dir) == config
+    assert runs.load_config(run_dir) == datasets.with_absolute_paths(config)
+    assert os.path.isabs(runs.load_config(run_dir).data_root) and os.path.isabs(runs.load_config(run_dir).feature_cache_dir)
     saved = runs.read_json(os.path.join(run_dir, "metrics.json"))
     assert saved["scale"].startswith("0-1") and saved["decoding"] == "greedy" and saved["images"] == 100
     assert saved["cider_d"] > 0 and set(saved["default_decoding"]) >= {"beam_size", "alpha", "cider_d"}
@@ -185,13 +186,16 @@ def test_bad_training_input_fails_before_any_work(tmp_path, small_shapes, capsys
     result = run_train("--config", str(path))
     assert result.returncode == 2 and "bad.json" in result.stderr
 
+    # An unfinished run that trained (its log holds an epoch) is never run over with other settings.
     unfinished = tmp_path / "unfinished"
     unfinished.mkdir()
     runs.write_json(str(unfinished / runs.CONFIG), config_lib.preset("tiny", data_root=small_shapes).to_json())
+    (unfinished / "log.csv").write_text("epoch,loss\n0,2.5\n")
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in unfinished.iterdir())
     result = run_train("--preset", "tiny", "--data-root", small_shapes, "--hidden-dim", "32", "--run-dir",
-                   str(unfinished))
+                       str(unfinished))
     assert result.returncode == 2 and "another config" in result.stderr and "hidden_dim" in result.stderr
-    assert os.listdir(unfinished) == [runs.CONFIG]
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in unfinished.iterdir()) == before
 
     empty = tmp_path / "empty-val"
     shutil.copytree(small_shapes, empty)
@@ -200,6 +204,36 @@ def test_bad_training_input_fails_before_any_work(tmp_path, small_shapes, capsys
     result = run_train("--preset", "tiny", "--data-root", str(empty), "--run-dir", str(tmp_path / "run"))
     assert result.returncode == 2 and "captions_val.json: the split has no captioned images" in result.stderr
     assert not os.path.exists(tmp_path / "run") and not os.path.exists(tmp_path / "data")
+
+
+def test_a_run_keeps_its_checkpoint_on_validation_cider_d_and_stores_absolute_paths(quick_run):
+    metrics = runs.read_json(os.path.join(quick_run, runs.METRICS))
+    assert metrics["checkpoint_metric"] == "val_cider_d (greedy)" and "cider_d" in metrics
+    with open(os.path.join(quick_run, "log.csv")) as handle:
+        row = next(csv.DictReader(handle))
+    assert float(row["val_cider_d"]) >= 0 and "val_nltk_bleu_4" in row
+    config = runs.load_config(quick_run)
+    assert config.checkpoint_metric == "cider_d"
+    assert all(os.path.isabs(getattr(config, name)) for name in ("data_root", "feature_cache_dir"))
+
+
+def test_a_folder_whose_run_never_trained_starts_again_with_new_settings(tmp_path, small_shapes, capsys):
+    """A typo in a flag, a run stopped while reading its data: nothing to resume, so the new settings win."""
+    folder = tmp_path / "typo"
+    folder.mkdir()
+    old = datasets.with_absolute_paths(config_lib.preset("tiny", data_root=small_shapes, encoder="small_cnn"))
+    runs.write_json(str(folder / runs.CONFIG), old.to_json())
+    (folder / runs.VOCAB).write_text("<pad>\n<unk>\n<start>\n<end>\nred\n")
+    new = old.replace(hidden_dim=32)
+    assert run_lib.check_run_dir(str(folder), new) is False  # a fresh start, not a resume
+    assert os.listdir(folder) == [] and "never finished a training step" in capsys.readouterr().err
+    # The same settings with the data elsewhere: a resume, and config.json learns the new place.
+    runs.write_json(str(folder / runs.CONFIG), old.to_json())
+    (folder / "log.csv").write_text("epoch,loss\n0,2.5\n")
+    moved = old.replace(data_root=str(tmp_path / "moved"))
+    assert run_lib.check_run_dir(str(folder), moved) is True
+    assert runs.load_config(str(folder)).data_root == str(tmp_path / "moved")
+    assert "data or cache moved" in capsys.readouterr().err
 
 
 def test_float16_training_from_the_feature_cache_scales_the_loss():

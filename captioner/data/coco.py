@@ -53,6 +53,7 @@ class Split:
         annotation_file: str or None, the COCO captions file (None for Karpathy).
         coco: pycocotools `COCO` index of the split's captions.
         skipped: int, images dropped because their file was missing.
+        bad_images: int, images dropped because their file cannot be decoded (`--skip-bad-images`).
     """
 
     name: str
@@ -60,6 +61,7 @@ class Split:
     annotation_file: str
     coco: COCO
     skipped: int = 0
+    bad_images: int = 0
 
 
 def load_json(path, what):
@@ -161,7 +163,7 @@ def karpathy_coco(karpathy_json, split, payload=None):
     return {"images": images, "annotations": annotations}
 
 
-def read_split(root, split, karpathy_json=None, skip_missing_images=False):
+def read_split(root, split, karpathy_json=None, skip_missing_images=False, karpathy_payload=None):
     """Reads one split of a COCO-layout root (optionally through the Karpathy split).
 
     Args:
@@ -169,12 +171,14 @@ def read_split(root, split, karpathy_json=None, skip_missing_images=False):
         split: str, "train", "val" or "test" ("test" of MS COCO needs the Karpathy file).
         karpathy_json: str or None, path of `dataset_coco.json`.
         skip_missing_images: bool, drop captions of missing images instead of failing.
+        karpathy_payload: the Karpathy file's content if already parsed (it is ~140 MB for MS COCO:
+            reading several splits parses it once).
     """
     if not os.path.isdir(root):
         raise DatasetError(f"Dataset root {root} does not exist or is not a folder")
     if karpathy_json:
         source, image_dir, annotation_file = karpathy_json, root, None
-        dataset = karpathy_coco(karpathy_json, split)
+        dataset = karpathy_coco(karpathy_json, split, karpathy_payload)
     else:
         annotation_file, image_dir = _coco_layout(root, split)
         source = annotation_file

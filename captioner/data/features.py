@@ -33,14 +33,14 @@ import hashlib
 import json
 import os
 import sys
-import time
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from captioner import files
-from captioner.data import data_home
+from captioner.console import Progress
+from captioner.data import feature_cache_home
 from captioner.data.pipeline import AUTOTUNE, image_dataset
 
 # 2: the storage dtype is chosen per cache (version 1 stored float16 always, zeros for regions that underflow
@@ -55,7 +55,7 @@ RECORDS_PER_SHARD = 1024
 
 def default_root():
     """`$CAPTIONER_DATA` (default `./data`)`/feature-cache`, beside the generated datasets."""
-    return os.path.join(data_home(), "feature-cache")
+    return feature_cache_home()
 
 
 @dataclasses.dataclass
@@ -123,36 +123,6 @@ def cache_key(encoder, examples):
         except OSError:
             digest.update(f"{example.path}\0missing\n".encode())
     return digest.hexdigest()[:24]
-
-
-class Progress:
-    """Prints `Feature cache: done/total images, N images/s, ETA` to stderr.
-
-    Over 123k MS COCO images a build takes an hour or more on a CPU; the rate and the time left say
-    whether to wait. On a terminal the line is rewritten in place every 2 s; in a log it is one line
-    every 60 s (`interval` sets either), so an hours-long build does not flood a job's log.
-    """
-
-    def __init__(self, label="Feature cache", interval=None, stream=None):
-        self.label, self.stream = label, stream or sys.stderr
-        self.interval = interval if interval is not None else (2.0 if self.stream.isatty() else 60.0)
-        self.started = self.last = None
-        self.first = 0
-
-    def __call__(self, done, total):
-        now = time.monotonic()
-        if self.started is None:
-            self.started, self.last, self.first = now, now, done
-            return
-        if done < total and now - self.last < self.interval:
-            return
-        self.last = now
-        rate = (done - self.first) / max(now - self.started, 1e-9)
-        left = (total - done) / rate if rate > 0 else float("inf")
-        eta = f"{left // 60:.0f} min {left % 60:02.0f} s" if np.isfinite(left) else "?"
-        end = "\n" if done == total or not self.stream.isatty() else ""
-        print(f"\r{self.label}: {done}/{total} images, {rate:.1f} images/s, {eta} left", end=end,
-              file=self.stream, flush=True)
 
 
 def _serialize(index, regions):
@@ -223,8 +193,6 @@ def build_or_wait(encoder, examples, directory, batch_size=64, progress=True):
     """
     if not examples:
         raise ValueError("A feature cache needs at least one image")
-    if progress is True:
-        progress = Progress()
     with _build_lock(directory):
         cache = open_cache(directory)
         if cache is not None:
@@ -237,6 +205,9 @@ def build_or_wait(encoder, examples, directory, batch_size=64, progress=True):
             print(f"Feature cache: resuming an interrupted build at image {start} of {count}", file=sys.stderr,
                   flush=True)
         dtype = _read_storage(partial) if start else None
+        if progress is True:
+            bar = Progress(count, "Feature cache", initial=start)
+            progress = lambda done, total: bar.update(done)  # noqa: E731
         if start < count:
             dtype = _write_shards(encoder, examples, partial, names, start, batch_size, progress, dtype)
         manifest = {"version": FORMAT_VERSION, "count": count, "num_regions": encoder.num_regions,
@@ -334,6 +305,18 @@ def open_cache(directory):
                         manifest.get("dtype", STORAGE_DTYPE))
 
 
+def directory_of(encoder, examples, root=None):
+    """Where the cache of `encoder`'s backbone over `examples` lives (under `root`, default `default_root()`)."""
+    root = root or default_root()
+    return os.path.join(root, f"{encoder.backbone_name}-{encoder.image_size}px-{cache_key(encoder, examples)}")
+
+
+def find(encoder, examples, root=None):
+    """The complete cache of `encoder` over exactly `examples` if one exists, else None (never builds)."""
+    cache = open_cache(directory_of(encoder, examples, root))
+    return cache if cache is not None and cache.count == len(examples) else None
+
+
 def ensure(encoder, examples, root=None, batch_size=64, progress=True):
     """The cache of `encoder` over `examples` under `root`: reused if complete, else built.
 
@@ -341,7 +324,7 @@ def ensure(encoder, examples, root=None, batch_size=64, progress=True):
         `(FeatureCache, built)`, `built` True if it was computed now.
     """
     root = root or default_root()
-    directory = os.path.join(root, f"{encoder.backbone_name}-{encoder.image_size}px-{cache_key(encoder, examples)}")
+    directory = directory_of(encoder, examples, root)
     cache = open_cache(directory)
     if cache is not None:
         if cache.count != len(examples):
@@ -350,3 +333,11 @@ def ensure(encoder, examples, root=None, batch_size=64, progress=True):
         return cache, False
     os.makedirs(root, exist_ok=True)
     return build_or_wait(encoder, examples, directory, batch_size, progress)
+
+
+def ensure_split(encoder, name, examples, root=None, batch_size=64):
+    """`ensure` for one split, saying on stderr where its cache is and whether it was built now."""
+    cache, built = ensure(encoder, examples, root, batch_size)
+    print(f"Feature cache of {name} ({len(examples)} images): {cache.directory} ({'built now' if built else 'reused'})",
+          file=sys.stderr, flush=True)
+    return cache

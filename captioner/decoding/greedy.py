@@ -2,10 +2,11 @@
 
 import tensorflow as tf
 
-from captioner.decoding.base import log_probabilities, same_shapes
+from captioner.decoding.base import same_shapes
+from captioner.decoding.constraints import Constraints
 
 
-def greedy_search(next_fn, memory, state, batch_size, max_length, start_id, end_id, banned_ids=()):
+def greedy_search(next_fn, memory, state, batch_size, max_length, start_id, end_id, banned_ids=(), constraints=None):
     """Most likely word at each step.
 
     Args:
@@ -16,17 +17,19 @@ def greedy_search(next_fn, memory, state, batch_size, max_length, start_id, end_
         max_length: int, most words generated (the end token included).
         start_id: int, id fed at the first step.
         end_id: int, id that ends a sequence.
-        banned_ids: ints, ids never emitted (padding, the start token).
+        banned_ids: ints, ids never emitted (padding, the start token), when `constraints` is not given.
+        constraints: `captioner.decoding.constraints.Constraints`, or None (`banned_ids` only).
 
     Returns:
-        dict with `tokens [N, L]` (end token included, 0 after it), `scores [N]`
+        dict with `tokens [N, L]` (end token included, 0 after it), `scores [N]` and `log_probs [N]`
         (sum of log-probabilities), `lengths [N]` (words before the end token)
         and `attention [N, L, P]`.
     """
     steps = tf.range(max_length)
+    constraints = constraints or Constraints(end_id, banned_ids)
 
     def update(step, logits, weights, output, attention, scores, finished):
-        log_probs = log_probabilities(logits, banned_ids)
+        log_probs = constraints.log_probs(logits, output, step)
         chosen = tf.where(finished, 0, tf.argmax(log_probs, axis=-1, output_type=tf.int32))
         scores = scores + tf.where(finished, 0.0, tf.gather(log_probs, chosen, batch_dims=1))
         here = tf.equal(steps, step)[None, :]
@@ -56,4 +59,4 @@ def greedy_search(next_fn, memory, state, batch_size, max_length, start_id, end_
         cond, body, (tf.constant(1), tokens, state, output, attention, scores, finished),
         maximum_iterations=max_length - 1)
     lengths = tf.reduce_sum(tf.cast((output != 0) & (output != end_id), tf.int32), axis=-1)
-    return {"tokens": output, "scores": scores, "lengths": lengths, "attention": attention}
+    return {"tokens": output, "scores": scores, "log_probs": scores, "lengths": lengths, "attention": attention}

@@ -17,6 +17,7 @@ import shutil
 import sys
 import time
 
+from captioner.console import silenced_stderr
 from captioner.data.coco import DatasetError
 
 SCALE = "fractions as pycocoevalcap returns them (0-1; CIDEr-D unbounded, 1.0 = '100' in papers)"
@@ -50,8 +51,9 @@ def _python_tokenize(captions_for_image):
 
 
 def _quietly(fn, *args):
-    """pycocoevalcap prints progress to stdout and the tokenizer to stderr; keep it out of our output."""
-    with contextlib.redirect_stdout(io.StringIO()):
+    """pycocoevalcap prints progress to stdout, and its Java tokenizer to the process's stderr: keep both out
+    of our output (the scores are what is reported)."""
+    with contextlib.redirect_stdout(io.StringIO()), silenced_stderr():
         return fn(*args)
 
 
@@ -90,6 +92,7 @@ def score(references, predictions, use_java=None):
         raise ValueError("references and predictions must cover the same image ids")
     if not predictions:
         raise ValueError("nothing to score: no predictions")
+    missing_java = use_java is None and not java_available()
     use_java = java_available() if use_java is None else use_java
     report = _StageTimes(len(predictions))
     gts = {i: [{"caption": c} for c in references[i]] for i in predictions}
@@ -98,12 +101,13 @@ def score(references, predictions, use_java=None):
         from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
 
         tokenizer = PTBTokenizer()
-        gts, res = _quietly(tokenizer.tokenize, gts), _quietly(tokenizer.tokenize, res)
+        gts, res = _quietly(tokenizer.tokenize, gts), _quietly(tokenizer.tokenize, res)  # Java's lines dropped
         report("PTB tokenizer")
     else:
-        print("Java was not found: the PTB tokenizer and METEOR need it. Reporting BLEU, ROUGE-L and CIDEr-D "
-              "on a Python tokenisation instead; they can differ slightly from the official numbers.",
-              file=sys.stderr)
+        if missing_java:  # asked for (--no-java), it is said where it was asked
+            print("Java was not found: the PTB tokenizer and METEOR need it. Reporting BLEU, ROUGE-L and CIDEr-D "
+                  "on a Python tokenisation instead; they can differ slightly from the official numbers.",
+                  file=sys.stderr)
         gts, res = _python_tokenize(gts), _python_tokenize(res)
         report("Python tokenisation")
     scorers = [(Bleu(4), ["coco_bleu_1", "coco_bleu_2", "coco_bleu_3", "coco_bleu_4"]),

@@ -4,42 +4,89 @@ and, on Shapes, object F1 and attention pointing."""
 import json
 import os
 import sys
+import time
 
-import keras
-
+from captioner.console import Progress
 from captioner.evaluation import chair
 from captioner.evaluation import coco_eval
 from captioner.evaluation import metrics as metrics_lib
-from captioner.data import coco
+from captioner.data import coco, image_check
 from captioner.data.pipeline import image_dataset
 
 
-def caption_examples(model, examples, batch_size, beam_size=None, alpha=None, with_attention=False, progress=True):
-    """Captions of `examples` in order, decoded in batches in graph.
+def caption_examples(model, examples, batch_size, beam_size=None, alpha=None, with_attention=False, progress=True,
+                     max_length=None, cache=None):
+    """Captions of `examples` in order under one decoding setting (see `caption_settings`).
 
     `beam_size` and `alpha` default to the model's recorded decoding (`Captioner.default_decoding`).
 
     Returns a list of dicts with `image_id`, `caption`, `score` and, with
     `with_attention`, `attention [L, P]` (one row per emitted word).
     """
-    dataset = image_dataset([e.path for e in examples], model.image_size, model.normalization, batch_size)
-    bar = keras.utils.Progbar(len(examples), unit_name="image") if progress else None
-    outputs, position = [], 0
-    for images in dataset:
-        result = model.generate(images, beam_size=beam_size, alpha=alpha)
-        captions = result["captions"].numpy()
-        scores = result["scores"].numpy()
+    setting = model.decoding_settings(beam_size, alpha)
+    return caption_settings(model, examples, batch_size, [setting], with_attention, progress, max_length,
+                            cache)[setting]
+
+
+def caption_settings(model, examples, batch_size, settings, with_attention=False, progress=True, max_length=None,
+                     cache=None, seconds=None):
+    """Captions of `examples` in order under several decoding settings, the encoder run once per batch.
+
+    Args:
+        model: a `Captioner`.
+        examples: list of `captioner.data.coco.Example`.
+        batch_size: int, images per step.
+        settings: list of `captioner.decoding.settings.Decoding`.
+        with_attention: bool, keep each caption's attention `[L, P]`.
+        progress: bool, show progress on stderr.
+        max_length: int or None, most words (the model's by default).
+        cache: a `captioner.data.features.FeatureCache` whose first records are these examples' backbone
+            regions (a frozen encoder's cache), or None to read the images.
+        seconds: dict or None; if given, each setting's decoding seconds are added to it.
+
+    Returns:
+        dict setting -> list of dicts with `image_id`, `caption`, `score` (the best caption's), `log_prob`,
+        with more than one caption an image `captions` (`[{"caption", "score", "log_prob"}]` in rank order),
+        and with `with_attention` the best caption's `attention [L, P]`.
+    """
+    if cache is not None:
+        batches = (regions for _, regions in cache.regions().take(len(examples)).batch(batch_size))
+        encode = lambda regions: model.encode(regions=regions)  # noqa: E731
+    else:
+        batches = image_dataset([e.path for e in examples], model.image_size, model.normalization, batch_size)
+        encode = lambda images: model.encode(images=images)  # noqa: E731
+    bar = Progress(len(examples), "Captioning", enabled=progress)
+    outputs, position = {setting: [] for setting in settings}, 0
+    with image_check.naming_undecodable([e.path for e in examples] if cache is None else []):
+        for batch in batches:
+            position = _decode_batch(model, encode(batch), settings, examples, position, outputs, max_length,
+                                     with_attention, seconds)
+            bar.update(position)
+    return outputs
+
+
+def _decode_batch(model, features, settings, examples, position, outputs, max_length, with_attention, seconds):
+    """One batch's captions under each setting, appended to `outputs`; returns the position after the batch."""
+    for setting in settings:
+        began = time.time()
+        result = model.generate_from_features(features, max_length=max_length, decoding=setting)
+        captions, scores = result["captions"].numpy(), result["scores"].numpy()
+        log_probs = result["log_probs"].numpy()
+        if seconds is not None:
+            seconds[setting] = seconds.get(setting, 0.0) + time.time() - began
         attention = result["attention"].numpy() if with_attention else None
+        nbest = ([result[f"nbest_{key}"].numpy() for key in ("captions", "scores", "log_probs")]
+                 if setting.num_captions > 1 else None)
         for row in range(len(captions)):
-            entry = {"image_id": examples[position].image_id, "caption": captions[row].decode("utf-8"),
-                     "score": float(scores[row])}
+            entry = {"image_id": examples[position + row].image_id, "caption": captions[row].decode("utf-8"),
+                     "score": float(scores[row]), "log_prob": float(log_probs[row])}
+            if nbest is not None:
+                entry["captions"] = [{"caption": text.decode("utf-8"), "score": float(score), "log_prob": float(lp)}
+                                     for text, score, lp in zip(nbest[0][row], nbest[1][row], nbest[2][row])]
             if with_attention:
                 entry["attention"] = attention[row]
-            outputs.append(entry)
-            position += 1
-        if bar:
-            bar.add(len(captions))
-    return outputs
+            outputs[setting].append(entry)
+    return position + len(captions)
 
 
 def references_of(split):
@@ -105,58 +152,82 @@ def shapes_figures(outputs, root, split_name, grid_shape, found=None):
     return figures
 
 
-def chair_figures(outputs, split, root, shapes_objects=None):
+def chair_figures(outputs, split, root, shapes_objects=None, vocabulary=chair.DEFAULT_VOCABULARY):
     """CHAIR (`captioner.evaluation.chair`) of captioned outputs, where the split has instance annotations.
 
     On Shapes data (`shapes_objects`, from `shapes_instances`) an object is a
-    colour and a shape; otherwise the MS COCO instance files covering the split's
-    images are read (`chair.instance_objects`). Each image's ground truth is its
-    annotated objects and those its references mention, as in Rohrbach et al.
+    colour and a shape (vocabulary "shapes"); otherwise the MS COCO instance files
+    covering the split's images are read (`chair.instance_objects`) and mentions
+    are found with `vocabulary`. Each image's ground truth is its annotated
+    objects and those its references mention, as in Rohrbach et al. Where CHAIR
+    is left out, the reason goes to stderr.
 
     Args:
         outputs: list of dicts with `image_id` and `caption`.
         split: `captioner.data.coco.Split` that was captioned.
         root: str, the dataset root.
         shapes_objects: image_id -> list of Shapes objects, or None.
+        vocabulary: MS COCO vocabulary, "rohrbach2018" (the authors' list and rules, the default) or
+            "captioner" (this project's own list); see `chair.VOCABULARIES`.
 
     Returns:
-        `(figures, hallucinated)`: the `chair.chair` figures plus `chair_vocabulary`, and image_id -> the
-        hallucinated object keys of its caption; `({}, {})` without instance annotations.
+        `(figures, hallucinated)`: the `chair.chair` figures plus `chair_vocabulary` (the vocabulary's name),
+        and image_id -> the hallucinated object keys of its caption; without instance annotations
+        `({"chair_left_out": reason}, {})`.
     """
     if shapes_objects is not None:
         instances = {i: {chair.shapes_key(o["colour"], o["shape"]) for o in objects}
                      for i, objects in shapes_objects.items()}
-        extract, vocabulary = chair.shapes_mentions, "Shapes colour-shape objects"
+        vocabulary = "shapes"
     else:
+        chair.mention_extractor(vocabulary)  # an unknown name fails before the instances are read
         try:
             instances = chair.instance_objects(split, root)
         except coco.DatasetError as error:  # an optional figure: the captions and scores still count
             print(f"CHAIR left out: {error}", file=sys.stderr)
-            return {}, {}
-        extract, vocabulary = chair.coco_mentions, "MS COCO categories, synonyms and plurals (captioner/evaluation/chair.py)"
-        if instances is None:
-            files = chair.instance_files(split, root) or {}
-            absent = [p for p in sorted(files) if not os.path.isfile(p)]
-            if len(absent) < len(files):  # some of the split's instance files are here, not all
-                print(f"CHAIR left out: the split's images need {', '.join(absent)}, which do not exist",
-                      file=sys.stderr)
-            return {}, {}
+            return {"chair_left_out": str(error)}, {}
+        if instances is None:  # say why: no file, or not all of the files, the split's images need
+            files = chair.instance_files(split, root)
+            absent = sorted(p for p in files or () if not os.path.isfile(p))
+            if files is None:
+                reason = f"the split's images are not all under {root}, whose annotations/ would describe them"
+            elif len(absent) < len(files):
+                reason = f"the split's images need {', '.join(absent)}, which do not exist"
+            else:
+                reason = f"no instance annotations cover the split's images (no {', '.join(absent) or 'images'})"
+            print(f"CHAIR left out: {reason}", file=sys.stderr)
+            return {"chair_left_out": reason}, {}
     ids = [o["image_id"] for o in outputs]
     references = references_of(split)
-    truths = chair.ground_truth([instances.get(i, set()) for i in ids], [references[i] for i in ids], extract)
-    figures, hallucinated = chair.chair([o["caption"] for o in outputs], truths, extract)
+    truths = chair.ground_truth([instances.get(i, set()) for i in ids], [references[i] for i in ids], vocabulary)
+    figures, hallucinated = chair.chair([o["caption"] for o in outputs], truths, vocabulary)
     figures["chair_vocabulary"] = vocabulary
     return figures, dict(zip(ids, hallucinated))
 
 
-def evaluate_model(model, split, root, batch_size=64, beam_size=None, alpha=None, use_java=None, progress=True):
+def evaluate_model(model, split, root, batch_size=64, beam_size=None, alpha=None, use_java=None, progress=True,
+                   max_length=None, cache=None):
     """Captions a split and scores it (decoding: the model's default where not given).
 
     Returns `(metrics, outputs, per_image)`.
     """
-    beam_size, alpha = model.decoding_settings(beam_size, alpha)
-    outputs = caption_examples(model, split.examples, batch_size, beam_size, alpha, with_attention=True,
-                               progress=progress)
+    setting = model.decoding_settings(beam_size, alpha)
+    outputs = caption_settings(model, split.examples, batch_size, [setting], with_attention=True, progress=progress,
+                               max_length=max_length, cache=cache)[setting]
+    metrics, per_image = score_outputs(outputs, split, root, model.encoder.grid_shape, use_java)
+    metrics.update(decoding_figures(setting))
+    return metrics, outputs, per_image
+
+
+def decoding_figures(decoding):
+    """How a split was decoded (a `Decoding`), as `metrics.json` says it."""
+    return {"decoding": decoding.describe(), "beam_size": decoding.beam_size, "length_penalty": decoding.alpha,
+            "decoding_settings": decoding.to_json()}
+
+
+def score_outputs(outputs, split, root, grid_shape, use_java=None, chair_vocabulary=chair.DEFAULT_VOCABULARY):
+    """Every figure of captioned outputs of `split`: COCO metrics and nltk BLEU, CHAIR where the split has instance
+    annotations, Shapes' object F1 and attention pointing on Shapes data. Returns `(metrics, per_image)`."""
     predictions = {o["image_id"]: o["caption"] for o in outputs}
     empty = [i for i, c in predictions.items() if not c.strip()]
     if empty:
@@ -164,16 +235,14 @@ def evaluate_model(model, split, root, batch_size=64, beam_size=None, alpha=None
         predictions.update({i: coco_eval.EMPTY for i in empty})
     metrics, per_image = score_predictions(references_of(split), predictions, use_java)
     found = shapes_instances(root, split.name)
-    metrics.update(shapes_figures(outputs, root, split.name, model.encoder.grid_shape, found))
-    figures, hallucinated = chair_figures(outputs, split, root, found[0] if found else None)
+    metrics.update(shapes_figures(outputs, root, split.name, grid_shape, found))
+    figures, hallucinated = chair_figures(outputs, split, root, found[0] if found else None, chair_vocabulary)
     metrics.update(figures)
     for image_id, names in hallucinated.items():
         per_image[image_id]["chair_hallucinated"] = names
     metrics.update({"split": split.name, "images": len(outputs), "empty_captions": len(empty),
-                    "decoding": "greedy" if beam_size == 1 else f"beam {beam_size}, alpha {alpha:g}",
-                    "beam_size": beam_size, "length_penalty": alpha,
                     "scale": coco_eval.SCALE})
-    return metrics, outputs, per_image
+    return metrics, per_image
 
 
 def format_table(metrics):
@@ -201,7 +270,10 @@ def format_table(metrics):
         lines.append(f"  CHAIR-s    {metrics['chair_s']:.4f} ({metrics['chair_hallucinated_captions']} of "
                      f"{metrics['chair_captions']} captions with one)")
         if "chair_vocabulary" in metrics:
-            lines.append(f"  objects: {metrics['chair_vocabulary']}")
+            name = metrics["chair_vocabulary"]
+            lines.append(f"  vocabulary: {name} ({chair.VOCABULARIES.get(name, 'see captioner/evaluation/chair.py')})")
+    elif "chair_left_out" in metrics:
+        lines.append(f"Object hallucination (CHAIR): left out, {metrics['chair_left_out']}")
     if metrics.get("genericness"):
         lines.append("Genericness (shares 0-1 of the captions; vocabulary in distinct words)")
         lines.append(f"  {'decoding':<34} {'distinct':>8} {'vocab':>6} {'copied':>7} {'rep. bigram':>11}")
@@ -222,9 +294,19 @@ def to_json_outputs(outputs):
     return [{k: v for k, v in o.items() if k != "attention"} for o in outputs]
 
 
-def score_split(model, split, batch_size, progress=True):
-    """Greedy captions of a split and their nltk corpus BLEU; returns `(scores, captions)`."""
-    outputs = caption_examples(model, split.examples, batch_size, 1, 0.0, progress=progress)
-    captions = [o["caption"] for o in outputs]
-    references = list(references_of(split).values())
-    return metrics_lib.nltk_corpus_bleu(references, captions), captions
+def score_split(model, split, batch_size, progress=True, cache=None):
+    """Greedy captions of a split, their CIDEr-D and nltk corpus BLEU-1..4; returns `(scores, captions)`.
+
+    The figures a run reports every epoch and at its end (`metrics.cider_d`: pycocoevalcap's scorer on
+    the caption tokenizer's words, no Java). `cache`: see `caption_settings`.
+    """
+    outputs = caption_examples(model, split.examples, batch_size, 1, 0.0, progress=progress, cache=cache)
+    return greedy_figures(split, [o["caption"] for o in outputs]), [o["caption"] for o in outputs]
+
+
+def greedy_figures(split, captions):
+    """CIDEr-D (`cider_d`) and nltk BLEU-1..4 (`nltk_bleu_N`) of one caption per example of `split`."""
+    references = [list(e.captions) for e in split.examples]
+    scores = {"cider_d": metrics_lib.cider_d(references, [c or coco_eval.EMPTY for c in captions])[0]}
+    scores.update(metrics_lib.nltk_corpus_bleu(references, captions))
+    return scores

@@ -20,16 +20,32 @@ import hashlib
 import json
 import os
 import re
+import sys
 
 import keras
 import numpy as np
 
 from captioner import files
+from captioner.console import Progress
 from captioner.data import images as images_lib
 from captioner.data.pipeline import normalize_image, resize_image
 
 FORMATS = {".jsonl": "jsonl", ".csv": "csv", ".json": "coco"}
 CSV_FIELDS = ("path", "image_id", "caption", "score", "error")
+
+
+def csv_fields(num_captions=1):
+    """The CSV columns: one row per image, the n-best after the best as `caption_2, score_2, ...`."""
+    ranked = tuple(f"{name}_{rank}" for rank in range(2, num_captions + 1) for name in ("caption", "score"))
+    return CSV_FIELDS[:4] + ranked + CSV_FIELDS[4:]
+
+
+def csv_row(record, fields):
+    """A record as a CSV row of `fields` (its `captions` list spread over `caption_2, score_2, ...`)."""
+    row = {key: record.get(key, "") for key in fields}
+    for rank, entry in enumerate(record.get("captions", [])[1:], 2):
+        row[f"caption_{rank}"], row[f"score_{rank}"] = entry["caption"], entry["score"]
+    return row
 PREVIEW_SIDE = 512  # attention figures draw the image at most this large: no need to keep more pixels
 
 
@@ -167,8 +183,9 @@ class ResultsInUseError(ValueError):
 class ResultsFile:
     """A results file being extended: what it holds, appending records, and compacting at the end.
 
-    One process at a time: `OUTPUT.lock` is locked (`flock`) for the whole run,
-    and a second run onto the same output is refused rather than interleaved.
+    One process at a time: `OUTPUT.lock` is held (`captioner.files.exclusive`) for
+    the whole run and deleted after, and a second run onto the same output is
+    refused rather than interleaved.
     An existing output is only resumed when `OUTPUT.source.json` says it was
     made the same way; anything else there (another model's results, a file
     this program did not write) is refused before it is touched.
@@ -183,25 +200,17 @@ class ResultsFile:
         self.path, self.kind = path, output_format(path)
         self.stream = _stream_path(path, self.kind)
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        self._lock()
+        self.lock = files.exclusive(f"{self.path}.lock")  # exists only while this run writes
+        try:
+            self.lock.__enter__()
+        except files.LockedError as error:
+            raise ResultsInUseError(f"{error.who} is writing {self.path}; wait for it to finish, or choose another "
+                                    "output") from None
         try:
             self._open(source, overwrite)
         except BaseException:
-            self.lock.close()
+            self.lock.__exit__(None, None, None)
             raise
-
-    def _lock(self):
-        self.lock = open(f"{self.path}.lock", "a")
-        try:
-            import fcntl
-
-            fcntl.flock(self.lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except ImportError:  # no flock (Windows): one run at a time is then the user's to keep
-            pass
-        except OSError:
-            self.lock.close()
-            raise ResultsInUseError(f"another process is writing {self.path} (it holds {self.path}.lock); wait for "
-                                    "it to finish, or choose another output") from None
 
     def _open(self, source, overwrite):
         if overwrite:
@@ -225,8 +234,9 @@ class ResultsFile:
                 out.writelines(json.dumps(r) + "\n" for r in self._coco_records())
         new = not os.path.exists(self.stream) or os.path.getsize(self.stream) == 0
         self.handle = _open_text(self.stream, "a")
+        self.fields = csv_fields(source.get("num_captions", 1))
         if self.kind == "csv":
-            self.csv = csv.DictWriter(self.handle, CSV_FIELDS)
+            self.csv = csv.DictWriter(self.handle, self.fields)
             if new:
                 self.csv.writeheader()
 
@@ -255,7 +265,7 @@ class ResultsFile:
 
     def write(self, record):
         if self.kind == "csv":
-            self.csv.writerow({k: record.get(k, "") for k in CSV_FIELDS})
+            self.csv.writerow(csv_row(record, self.fields))
         else:
             self.handle.write(json.dumps(record) + "\n")
 
@@ -268,7 +278,7 @@ class ResultsFile:
             self.handle.close()
             self._publish(_compact(_read_records(self.stream, self.kind)))
         finally:
-            self.lock.close()
+            self.lock.__exit__(None, None, None)
 
     def _publish(self, records):
         if self.kind == "coco":
@@ -280,17 +290,33 @@ class ResultsFile:
             return
         with files.replacing(self.path) as temporary, _open_text(temporary, "w") as handle:
             if self.kind == "csv":
-                writer = csv.DictWriter(handle, CSV_FIELDS)
+                writer = csv.DictWriter(handle, self.fields)
                 writer.writeheader()
-                writer.writerows({k: r.get(k, "") for k in CSV_FIELDS} for r in records)
+                writer.writerows(csv_row(r, self.fields) for r in records)
             else:
                 handle.writelines(json.dumps(r) + "\n" for r in records)
 
 
-def describe_source(model, beam_size, alpha, max_length):
-    """What determines a caption: the model's weights and the decoding settings."""
-    return {"model": model_fingerprint(model), "beam_size": beam_size, "alpha": alpha,
-            "max_length": max_length or model.decoder.max_length}
+class StdoutResults:
+    """Results written as JSON lines to standard output (`-o -`), for a pipe: nothing to resume or compact."""
+
+    kind = "jsonl"
+    done, ids = frozenset(), {}
+
+    def write(self, record):
+        sys.stdout.write(json.dumps(record) + "\n")
+
+    def flush(self):
+        sys.stdout.flush()
+
+    def close(self):
+        sys.stdout.flush()
+
+
+def describe_source(model, decoding, max_length=None):
+    """What determines a caption: the model's weights and the decoding settings (a `Decoding`)."""
+    return {"model": model_fingerprint(model), "beam_size": decoding.beam_size, "alpha": decoding.alpha,
+            "max_length": max_length or model.decoder.max_length, **decoding.to_json()}
 
 
 # ---------------------------------------------------------------- attention figures
@@ -339,29 +365,64 @@ def _preview(pixels):
 # ---------------------------------------------------------------- captioning
 
 
+class NoImagesError(ValueError):
+    """A folder with nothing to caption; the message says where images are if they are in its subfolders."""
+
+
+def find_inputs(target, recursive=False):
+    """The images to caption: `target` itself if it is a file, else those found in the folder `target`.
+
+    Raises `NoImagesError` for a folder without images, naming the subfolder that holds some when
+    `recursive` was not asked for, and `FileNotFoundError` for a path that does not exist.
+    """
+    if os.path.isfile(target):
+        return [target]
+    if not os.path.isdir(target):
+        raise FileNotFoundError(f"{target}: no such file or folder")
+    paths = list(images_lib.find_images(target, recursive))
+    if paths:
+        return paths
+    hint = ""
+    if not recursive:
+        below = next(iter(images_lib.find_images(target, recursive=True)), None)
+        if below is not None:
+            hint = (f"; its subfolders hold images (e.g. {below}): add --recursive to caption those")
+    raise NoImagesError(f"no images found in {target} (looked for {', '.join(images_lib.EXTENSIONS)}){hint}")
+
+
 def caption_folder(model, folder, output, beam_size=None, batch_size=32, recursive=False, alpha=None,
                    attention_dir=None, progress=True, overwrite=False, max_length=None,
-                   memory_budget=images_lib.DEFAULT_MEMORY_BUDGET):
-    """Captions every image under `folder` into `output` (.jsonl, .csv or .json), skipping done ones.
+                   memory_budget=images_lib.DEFAULT_MEMORY_BUDGET, decoding=None):
+    """Captions every image under `folder` (or the one image file `folder`) into `output`, skipping done ones.
 
+    `output` is a .jsonl, .csv or .json (COCO results) file, or "-" for JSON lines on standard output.
     Memory is bounded by bytes, not by a count of images: files are decoded by
     a few threads within `memory_budget` bytes of decoded pixels (one larger
     image still goes, alone), each is resized to the model's input at once,
     and only that (plus a small preview for a figure) waits for its batch.
 
-    `beam_size` and `alpha` default to the model's recorded decoding.
+    Decoding is `decoding` (a `Decoding`), else the model's recorded default with `beam_size` and `alpha`
+    where given. With more than one caption an image, each record holds the n-best in `captions`
+    (`[{"caption", "score", "log_prob"}]`, best first; CSV: `caption_2, score_2, ...`); the COCO results
+    file keeps the best.
 
-    Returns `{"captioned", "failed", "skipped"}` counts.
+    Returns `{"captioned", "failed", "skipped", "failures"}`: counts, and the `(path, reason)` of each file
+    that could not be captioned.
     """
-    beam_size, alpha = model.decoding_settings(beam_size, alpha)
+    decoding = decoding or model.decoding_settings(beam_size, alpha)
+    paths = find_inputs(folder, recursive)
+    base = os.path.dirname(folder) if os.path.isfile(folder) else folder  # figures mirror the tree from here
     if attention_dir is not None:
-        check_attention_dir(attention_dir, folder, recursive)
+        check_attention_dir(attention_dir, base, recursive)
         from captioner.inference import figures  # matplotlib only when figures are asked for
-    results = ResultsFile(output, describe_source(model, beam_size, alpha, max_length), overwrite)
-    paths = [p for p in images_lib.find_images(folder, recursive) if p not in results.done]
+    if output == "-":
+        results = StdoutResults()
+    else:
+        results = ResultsFile(output, describe_source(model, decoding, max_length), overwrite)
+    paths = [p for p in paths if p not in results.done]
     ids = assign_image_ids(paths, results.ids)
-    bar = keras.utils.Progbar(len(paths), unit_name="image") if progress else None
-    counts = {"captioned": 0, "failed": 0, "skipped": len(results.done)}
+    bar = Progress(len(paths), "Captioning", enabled=progress)
+    counts = {"captioned": 0, "failed": 0, "skipped": len(results.done), "failures": []}
     size, mode = model.image_size, model.normalization
 
     def prepare(pixels):
@@ -369,20 +430,25 @@ def caption_folder(model, folder, output, beam_size=None, batch_size=32, recursi
         return image, (_preview(pixels) if attention_dir is not None else None)
 
     def caption_batch(batch):
-        result = model.generate(np.stack([image for _, image, _ in batch]), beam_size=beam_size,
-                                max_length=max_length, alpha=alpha)
+        result = model.generate(np.stack([image for _, image, _ in batch]), max_length=max_length,
+                                decoding=decoding)
         captions = [c.decode("utf-8") for c in result["captions"].numpy()]
         scores = result["scores"].numpy()
+        nbest = ([result[f"nbest_{key}"].numpy() for key in ("captions", "scores", "log_probs")]
+                 if decoding.num_captions > 1 else None)
         for row, (path, _, preview) in enumerate(batch):
-            results.write({"path": path, "image_id": ids[path], "caption": captions[row],
-                           "score": round(float(scores[row]), 6)})
+            record = {"path": path, "image_id": ids[path], "caption": captions[row],
+                      "score": round(float(scores[row]), 6)}
+            if nbest is not None:
+                record["captions"] = [{"caption": text.decode("utf-8"), "score": round(float(score), 6),
+                                       "log_prob": round(float(lp), 6)}
+                                      for text, score, lp in zip(nbest[0][row], nbest[1][row], nbest[2][row])]
+            results.write(record)
             if attention_dir is not None:
                 figures.save_attention_figure(preview, captions[row], result["attention"][row].numpy(),
-                                            model.encoder.grid_shape, figure_path(attention_dir, folder, path))
+                                              model.encoder.grid_shape, figure_path(attention_dir, base, path))
         counts["captioned"] += len(batch)
         results.flush()
-        if bar:
-            bar.add(len(batch))
 
     batch = []
     try:
@@ -390,15 +456,16 @@ def caption_folder(model, folder, output, beam_size=None, batch_size=32, recursi
             if reason:
                 results.write({"path": path, "image_id": ids[path], "caption": "", "error": reason})
                 counts["failed"] += 1
-                if bar:
-                    bar.add(1)
-                continue
-            batch.append((path, *prepared))
-            if len(batch) == batch_size:
-                caption_batch(batch)
-                batch = []
+                counts["failures"].append((path, reason))
+            else:
+                batch.append((path, *prepared))
+                if len(batch) == batch_size:
+                    caption_batch(batch)
+                    batch = []
+            bar.update(counts["captioned"] + counts["failed"] + len(batch))
         if batch:
             caption_batch(batch)
+            bar.update(counts["captioned"] + counts["failed"])
     finally:
         results.close()
     return counts

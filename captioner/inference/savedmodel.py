@@ -42,19 +42,24 @@ import tensorflow as tf
 
 from captioner.data.photo_ops import decode_photo
 from captioner.data.pipeline import normalize_image, resize_image
+from captioner.decoding import decode as decode_lib
 from captioner.models.captioner import check_decoding
 
 
-def export(model, out_dir, beam_size=None, max_length=None, alpha=None):
+def export(model, out_dir, beam_size=None, max_length=None, alpha=None, decoding=None):
     """Writes `model` with an image-bytes-to-captions serving signature to `out_dir`.
 
-    `beam_size` and `alpha` default to the model's recorded decoding.
+    Decoding is `decoding` (a `Decoding`), else the model's recorded default
+    with `beam_size` and `alpha` where given. The signature returns `captions [B]`
+    and `scores [B]` of the best caption; with more than one caption an image
+    also `nbest_captions [B, N]`, `nbest_scores [B, N]` and `nbest_log_probs [B, N]`.
 
     Settings the model cannot decode with (a Transformer's `max_length` past
     its trained one, a negative `alpha`) raise ValueError before anything is written.
     """
-    beam_size, alpha = model.decoding_settings(beam_size, alpha)
-    check_decoding(model.decoder, model.decoder.max_length if max_length is None else max_length, alpha)
+    decoding = decoding or model.decoding_settings(beam_size, alpha)
+    check_decoding(model.decoder, model.decoder.max_length if max_length is None else max_length, decoding)
+    decode_lib.banned_ids(model.tokenizer, decoding.ban_words)  # unknown words refused before anything is written
 
     size, mode = model.image_size, model.normalization
 
@@ -62,8 +67,11 @@ def export(model, out_dir, beam_size=None, max_length=None, alpha=None):
         # The pixels captioner.caption reads (orientation, transparency, pixel limit), then the shared ops.
         pixels = tf.map_fn(lambda data: normalize_image(resize_image(decode_photo(data), size), mode), images,
                            fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32))
-        result = model.decode(pixels, beam_size=beam_size, max_length=max_length, alpha=alpha)
-        return {"captions": result["captions"], "scores": result["scores"]}
+        result = model.decode(pixels, decoding, max_length=max_length)
+        outputs = {"captions": result["captions"], "scores": result["scores"]}
+        if decoding.num_captions > 1:
+            outputs.update({key: result[key] for key in ("nbest_captions", "nbest_scores", "nbest_log_probs")})
+        return outputs
 
     archive = keras.export.ExportArchive()
     archive.track(model)

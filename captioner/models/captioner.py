@@ -1,11 +1,15 @@
 """The Captioner: image encoder + caption decoder + tokenizer, as one Keras model."""
 
+import dataclasses
+
 import keras
 import tensorflow as tf
 
-from captioner import decoding
+from captioner.decoding import decode as decode_lib
+from captioner.decoding.settings import GREEDY, Decoding
 from captioner.training.distribute import is_multi_worker
 from captioner.data import tokenizer as tokenizer_lib
+from captioner.data.pipeline import check_normalised
 from captioner.models.encoders import ImageEncoder
 from captioner.models.lstm_decoder import LSTMDecoder
 from captioner.models.transformer_decoder import TransformerDecoder
@@ -70,9 +74,11 @@ class Captioner(DistributedFitMixin, keras.Model):
         tokenizer: `CaptionTokenizer`, saved with the model.
         decoding: dict or None, the decoding `generate` uses when not told: `{"beam_size": int,
             "alpha": float}` (see `captioner.training.decoding_search`; None: greedy), saved with the model.
+        trained_on: dict or None, what the model learned from: `{"dataset": str, "images": int}` (the
+            training split), saved with the model so that every use of it can say so.
     """
 
-    def __init__(self, encoder, decoder, tokenizer, decoding=None, **kwargs):
+    def __init__(self, encoder, decoder, tokenizer, decoding=None, trained_on=None, **kwargs):
         size = encoder.image_size
         images = keras.Input((size, size, 3), name="images")
         tokens = keras.Input((None, None), dtype="int32", name="tokens")
@@ -81,9 +87,10 @@ class Captioner(DistributedFitMixin, keras.Model):
         self.encoder = encoder
         self.decoder = decoder
         self.tokenizer = tokenizer
-        self._default_decoding = normalize_decoding(decoding)
+        self._default_decoding = as_decoding(decoding)
+        self.trained_on = dict(trained_on) if trained_on else None
         self.decoding_recorded = decoding is not None  # False for models saved before defaults were chosen
-        self._generate_fn = None
+        self._generate_fns, self._encode_fn, self._head_fn = {}, None, None
 
     def region_model(self):
         """The same model fed backbone regions instead of images, for training from a feature cache.
@@ -104,87 +111,151 @@ class Captioner(DistributedFitMixin, keras.Model):
     def normalization(self):
         return self.encoder.normalization
 
-    def decode(self, images, beam_size=1, max_length=None, alpha=0.0):
-        """Captions for normalised `images [B, S, S, 3]`, in graph.
+    def decode(self, images, decoding=None, max_length=None, alpha=None):
+        """Captions for normalised `images [B, S, S, 3]`, in graph: `decode_features` of their encoding."""
+        return self.decode_features(self.encoder(images, training=False), decoding, max_length, alpha)
 
-        Greedy for `beam_size` 1, batched beam search otherwise (`alpha` >= 0:
-        length penalty). `max_length` (words) defaults to the trained one; the
-        Transformer cannot decode past it (see `check_decoding`). Returns `tokens [B, L]`, `captions [B]`, `scores [B]`,
-        `lengths [B]` and `attention [B, L, P]` of the best caption; beam search
-        adds the n-best `beam_tokens [B, K, L]`, `beam_captions [B, K]` and
-        `beam_scores [B, K]`.
+    def decode_features(self, features, decoding=None, max_length=None, alpha=None):
+        """Captions for region features `[B, P, D]` (the encoder's output), in graph.
+
+        Args:
+            features: `[B, P, D]`.
+            decoding: `captioner.decoding.settings.Decoding` (greedy when None).
+            max_length: int, most words (the trained one by default; the Transformer cannot decode past it).
+            alpha: float or scalar tensor overriding `decoding.alpha`.
+
+        Returns:
+            `captioner.decoding.decode.decode`'s dict: the best caption's `tokens`, `captions`, `scores`,
+            `log_probs`, `lengths`, `attention`, and the n-best `nbest_*`.
         """
+        decoding = decoding or GREEDY
         max_length = self.decoder.max_length if max_length is None else max_length
-        check_decoding(self.decoder, max_length, alpha)
-        length = max_length + 1  # room for the end token
-        memory = self.decoder.prepare(self.encoder(images, training=False))
-        state = self.decoder.initial_state(memory)
-        batch = tf.shape(images)[0]
-        # Decoding never emits padding or the start token, so caption word i is step i.
-        ids = dict(start_id=tokenizer_lib.START_ID, end_id=tokenizer_lib.END_ID,
-                   banned_ids=(tokenizer_lib.PAD_ID, tokenizer_lib.START_ID))
-        if beam_size == 1:
-            result = decoding.greedy_search(self.decoder.next_token, memory, state, batch, length, **ids)
-        else:
-            beams = decoding.beam_search(self.decoder.next_token, memory, state, batch, beam_size, length,
-                                         alpha=alpha, **ids)
-            result = {key: beams[key][:, 0] for key in ("tokens", "scores", "lengths", "attention")}
-            result["beam_tokens"] = beams["tokens"]
-            result["beam_scores"] = beams["scores"]
-            flat = tf.reshape(beams["tokens"], [-1, length])
-            result["beam_captions"] = tf.reshape(self.tokenizer.detokenize(flat), [batch, beam_size])
-        result["captions"] = self.tokenizer.detokenize(result["tokens"])
-        return result
+        check_decoding(self.decoder, max_length, decoding)
+        return decode_lib.decode(self.decoder, self.tokenizer, features, decoding, max_length + 1, alpha)
 
     @property
     def default_decoding(self):
-        """`{"beam_size", "alpha"}` that `generate` uses when not told (greedy unless one was recorded)."""
-        return dict(self._default_decoding)
+        """The `Decoding` that `generate` uses when not told (greedy unless one was recorded)."""
+        return self._default_decoding
 
     @default_decoding.setter
     def default_decoding(self, setting):
-        self._default_decoding = normalize_decoding(setting)
+        self._default_decoding = as_decoding(setting)
         self.decoding_recorded = True
 
-    def decoding_settings(self, beam_size=None, alpha=None):
-        """`(beam_size, alpha)` to decode with.
+    def decoding_settings(self, beam_size=None, alpha=None, **controls):
+        """The `Decoding` to decode with: the model's default, changed by what is given.
 
-        Neither given: the model's default (`default_decoding`). A beam size
-        given without alpha means no length penalty (alpha 0), not the default's
-        alpha, which was chosen for the default's beam size; an alpha given
-        alone applies to the default's beam size. Greedy decoding has no alpha.
+        Nothing given: the model's default (`default_decoding`). A beam size
+        given without alpha keeps the default's alpha when it is the default's
+        beam size, and means no length penalty (alpha 0) for any other, since the
+        recorded alpha was chosen for the recorded beam size; an alpha given
+        alone applies to the default's beam size. `controls` (`num_captions`,
+        `min_length`, `no_repeat_ngram_size`, `sample`, ... of `Decoding`) replace
+        the default's where given (not None); `sample` starts from greedy's beam.
+        Raises ValueError for settings that do not go together.
         """
+        default = self.default_decoding
+        controls = {key: value for key, value in controls.items() if value is not None}
+        if controls.get("sample"):
+            beam_size = 1 if beam_size is None else beam_size
         if beam_size is None:
-            beam_size = self.default_decoding["beam_size"]
-            alpha = self.default_decoding["alpha"] if alpha is None else float(alpha)
-        else:
-            beam_size, alpha = int(beam_size), 0.0 if alpha is None else float(alpha)
-        if beam_size < 1:
-            raise ValueError(f"beam_size must be at least 1, got {beam_size}")
-        return beam_size, (alpha if beam_size > 1 else 0.0)
+            beam_size, alpha = default.beam_size, default.alpha if alpha is None else alpha
+        elif alpha is None:
+            alpha = default.alpha if int(beam_size) == default.beam_size else 0.0
+        if int(beam_size) != default.beam_size and "beam_groups" not in controls:
+            controls.setdefault("beam_groups", 1)
+            controls.setdefault("diversity_strength", 0.0)
+        setting = dataclasses.replace(default, beam_size=int(beam_size), alpha=float(alpha), **controls)
+        return setting.validated(self.decoder.longest_caption)
 
-    def decoding_source(self, beam_size=None, alpha=None):
-        """Where `decoding_settings(beam_size, alpha)` came from, for printouts and metrics."""
+    def decoding_source(self, beam_size=None, alpha=None, **controls):
+        """Where `decoding_settings(beam_size, alpha, ...)` came from, for printouts and metrics."""
+        if any(value is not None for value in controls.values()):
+            return "as given, over the model's recorded default" if self.decoding_recorded else "as given"
+        if beam_size is not None and alpha is None and beam_size > 1:
+            if self.decoding_recorded and int(beam_size) == self.default_decoding.beam_size:
+                return "beam size as given, alpha the model's recorded one for it"
+            recorded = self.default_decoding.beam_size
+            return ("beam size as given, no length penalty (alpha 0: "
+                    + ("the model's recorded default is greedy)" if recorded == 1 else
+                       f"the model's recorded alpha is for beam {recorded})"))
         if beam_size is not None or alpha is not None:
             return "as given"
         if self.decoding_recorded:
             return "the model's recorded default"
         return "greedy: the model records no default (trained before defaults were chosen on validation data)"
 
-    def generate(self, images, beam_size=None, max_length=None, alpha=None):
-        """`decode`, compiled once per model and setting (`tf.function`).
+    def generate(self, images, beam_size=None, max_length=None, alpha=None, decoding=None, **controls):
+        """Captions for a batch of normalised images: `encode`, then `generate_from_features`.
 
-        `beam_size` and `alpha` default to the model's recorded decoding
-        (`default_decoding`, chosen on validation data when it was trained);
-        see `decoding_settings`.
+        Args:
+            images: float `[B, S, S, 3]` at the model's `image_size`, normalised as its encoder expects:
+                `captioner.data.pipeline.normalize_image(pixels, model.normalization)` of 0-255 pixels (0-1
+                for "unit", the Shapes encoder's; 0-255 for "raw", keras.applications' MobileNetV3 and
+                EfficientNet). Values outside that range are refused. To caption files, PIL images or uint8
+                arrays of any size, use `caption`.
+            beam_size, alpha, controls: change the model's recorded decoding (`default_decoding`, chosen on
+                validation data when it was trained); see `decoding_settings`. Or give a whole `decoding`.
+            max_length: int, most words (the model's by default).
+
+        Returns:
+            dict of tensors: `captions [B]` (bytes), `scores [B]`, `log_probs [B]`, `tokens [B, L]`,
+            `lengths [B]`, `attention [B, L, P]`; `nbest_captions [B, N]`, `nbest_scores [B, N]`, ... for
+            `num_captions` N; beam search adds its whole beam (`beam_captions [B, K]`, ...).
         """
-        beam_size, alpha = self.decoding_settings(beam_size, alpha)
-        check_decoding(self.decoder, self.decoder.max_length if max_length is None else max_length, alpha)
-        if self._generate_fn is None:
-            self._generate_fn = tf.function(self.decode, reduce_retracing=True)
-        # alpha as a tensor: one trace serves every length penalty (the decoding search tries several).
-        return self._generate_fn(tf.convert_to_tensor(images, tf.float32), beam_size, max_length,
-                                 tf.constant(alpha, tf.float32))
+        if tf.executing_eagerly():
+            check_normalised(images, self.normalization)
+        return self.generate_from_features(self.encode(images), beam_size, max_length, alpha, decoding, **controls)
+
+    def caption(self, images, beam_size=None, alpha=None, max_length=None, batch_size=32):
+        """Captions of images as people have them: file paths, PIL images or uint8 arrays `[H, W, 3]`.
+
+        Each is read as `python -m captioner.caption` reads files (EXIF
+        orientation, transparency onto white, greyscale to RGB), resized and
+        normalised for this model. One image gives one dict, a list a list.
+
+        Returns:
+            `{"caption": str, "score": float}` per image (the score: the caption's log-probability,
+            length-normalised under beam search with a length penalty).
+        """
+        from captioner.inference import pixels
+
+        return pixels.caption(self, images, beam_size, alpha, max_length, batch_size)
+
+    def encode(self, images=None, regions=None):
+        """Region features `[B, P, D]` of normalised `images`, or of cached backbone `regions [B, P, C]`
+        (`captioner.data.features`), compiled once. Decode them with `generate_from_features`, as often as
+        there are settings to decode with: the encoder runs once."""
+        if (images is None) == (regions is None):
+            raise ValueError("encode takes images or regions")
+        if images is not None:
+            if self._encode_fn is None:
+                self._encode_fn = tf.function(lambda x: self.encoder(x, training=False), reduce_retracing=True)
+            return self._encode_fn(tf.convert_to_tensor(images, tf.float32))
+        if self._head_fn is None:
+            self._head_fn = tf.function(self.encoder.head, reduce_retracing=True)
+        return self._head_fn(tf.convert_to_tensor(regions, tf.float32))
+
+    def generate_from_features(self, features, beam_size=None, max_length=None, alpha=None, decoding=None,
+                               **controls):
+        """`decode_features`, compiled once per model, decoding (but alpha) and length (`tf.function`).
+
+        The decoding is `decoding` if given, else `decoding_settings(beam_size, alpha, **controls)`.
+        """
+        if decoding is None:
+            decoding = self.decoding_settings(beam_size, alpha, **controls)
+        max_length = self.decoder.max_length if max_length is None else int(max_length)
+        check_decoding(self.decoder, max_length, decoding)
+        # One graph per decoding (alpha aside) and length, traced once: any batch size, and alpha a tensor, so
+        # every length penalty of the decoding search shares it.
+        key = (dataclasses.replace(decoding, alpha=0.0), max_length)
+        if key not in self._generate_fns:
+            spec = tf.TensorSpec([None, self.encoder.num_regions, self.encoder.feature_dim], tf.float32)
+            self._generate_fns[key] = tf.function(
+                lambda features, alpha: self.decode_features(features, decoding, max_length, alpha),
+                input_signature=[spec, tf.TensorSpec([], tf.float32)])
+        return self._generate_fns[key](tf.cast(features, tf.float32), tf.constant(decoding.alpha, tf.float32))
 
     def get_config(self):
         return {
@@ -193,7 +264,9 @@ class Captioner(DistributedFitMixin, keras.Model):
             "encoder": keras.saving.serialize_keras_object(self.encoder),
             "decoder": keras.saving.serialize_keras_object(self.decoder),
             "tokenizer": keras.saving.serialize_keras_object(self.tokenizer),
-            "decoding": dict(self.default_decoding),
+            "decoding": {"beam_size": self.default_decoding.beam_size, "alpha": self.default_decoding.alpha,
+                         **self.default_decoding.to_json()},
+            "trained_on": self.trained_on,
         }
 
     @classmethod
@@ -204,24 +277,35 @@ class Captioner(DistributedFitMixin, keras.Model):
         return cls(**config)
 
 
-def normalize_decoding(setting):
-    """A decoding setting as `{"beam_size": int, "alpha": float}`; None is greedy."""
-    setting = dict(setting or {})
-    unknown = set(setting) - {"beam_size", "alpha"}
-    if unknown:
-        raise ValueError(f"unknown decoding settings {sorted(unknown)}; expected beam_size and alpha")
-    result = {"beam_size": int(setting.get("beam_size", 1)), "alpha": float(setting.get("alpha", 0.0))}
-    if result["beam_size"] < 1:
-        raise ValueError(f"beam_size must be at least 1, got {result['beam_size']}")
-    decoding.check_alpha(result["alpha"])
-    return result
+def as_decoding(setting):
+    """A `Decoding` of a recorded setting (a dict as `model.keras` and `decoding.json` store it), or greedy."""
+    if isinstance(setting, Decoding):
+        return setting.validated()
+    return Decoding.from_json(setting).validated()
 
 
-def describe_decoding(beam_size, alpha):
-    return "greedy" if beam_size == 1 else f"beam {beam_size}, length penalty alpha {alpha:g}"
+def describe_training(model):
+    """What a model learned from, in one line for a person (the caveat matters: a Shapes model calls a
+    landscape photo "a blue square"); None for models saved before it was recorded."""
+    trained_on = model.trained_on
+    if not trained_on:
+        return None
+    vocabulary = model.tokenizer.vocabulary_size - len(tokenizer_lib.SPECIAL_TOKENS)
+    line = (f"Model trained on {trained_on['dataset']} ({trained_on['images']:,} training images, a vocabulary of "
+            f"{vocabulary:,} words)")
+    if trained_on["dataset"] == "shapes":
+        line += ": it knows only scenes of coloured shapes and describes any picture as one"
+    return line
 
 
-def check_decoding(decoder, max_length, alpha=0.0):
+def describe_decoding(decoding, alpha=None):
+    """A decoding as a person reads it (a `Decoding`, or a beam size and alpha)."""
+    if not isinstance(decoding, Decoding):
+        decoding = Decoding(beam_size=decoding, alpha=alpha or 0.0)
+    return decoding.describe()
+
+
+def check_decoding(decoder, max_length, decoding=GREEDY):
     """Refuses decoding settings a decoder cannot honour, with the reason (ValueError)."""
     if max_length < 1:
         raise ValueError(f"max_length must be at least 1 word, got {max_length}")
@@ -229,7 +313,9 @@ def check_decoding(decoder, max_length, alpha=0.0):
         raise ValueError(f"this {type(decoder).__name__} was built for captions of at most {decoder.longest_caption} "
                          f"words (its position embedding and key/value cache end there); max_length {max_length} "
                          "is longer")
-    decoding.check_alpha(alpha)
+    if not isinstance(decoding, Decoding):  # an alpha, as callers before `Decoding` gave it
+        decoding = Decoding(beam_size=2, alpha=decoding)
+    decoding.validated(max_length)
 
 
 def build_captioner(config, vocabulary, decoding=None):

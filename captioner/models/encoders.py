@@ -12,7 +12,7 @@ from captioner.layers.position import PositionEmbedding
 # rescaling / ImageNet normalisation layers); the others need the pipeline's `normalize_image` mode.
 # Region grids at 224 px (P = h x w, C): MobileNetV3Large 7x7x960, EfficientNetV2B0 7x7x1280,
 # EfficientNetV2S 7x7x1280, ConvNeXtTiny 7x7x768, ResNet152V2 7x7x2048, InceptionV3 5x5x2048.
-BACKBONES = {
+BACKBONES = {  # the names of `captioner.config.ENCODERS`, in its order
     "small_cnn": (None, "unit"),
     "MobileNetV3Small": ("MobileNetV3Small", "raw"),
     "MobileNetV3Large": ("MobileNetV3Large", "raw"),

@@ -12,20 +12,21 @@ import time
 import keras
 
 from captioner import files, runs
-from captioner.console import log
+from captioner.console import Progress, log
 from captioner.evaluation.scoring import score_split
 from captioner.training.distribute import is_chief, is_multi_worker, share_from_chief
 
 BACKUP = "backup"
 
 
-class ValidationBleu(keras.callbacks.Callback):
-    """Adds greedy `val_nltk_bleu_4` (0-1) to the epoch logs, for early stopping and checkpoints.
+class ValidationScores(keras.callbacks.Callback):
+    """Adds the greedy captions' validation CIDEr-D and nltk BLEU-1..4 to the epoch logs (`val_cider_d`, ...).
 
-    Must come before the callbacks that read it. Under multi-worker training
-    only the chief decodes; every worker receives its figures, so all of them
-    take the same early-stopping decision. Subclasses change the figure by
-    overriding `monitor`, `score` and `describe` (see `captioner.training.scst.ValidationCider`).
+    The checkpoint and early stopping read `monitor` (`val_cider_d` by default:
+    the figure self-critical training then optimises, as self-critical.pytorch
+    and Up-Down select; `val_nltk_bleu_4` on request). Must come before the
+    callbacks that read it. Under multi-worker training only the chief decodes;
+    every worker receives its figures, so all take the same early-stopping decision.
 
     Args:
         captioner: the `Captioner` to decode with (the trained model may be its region model).
@@ -33,37 +34,60 @@ class ValidationBleu(keras.callbacks.Callback):
         batch_size: int, images per decoding step.
         max_images: int or None, score at most this many images (the first ones); None scores all.
         strategy: the `tf.distribute` strategy, or None.
+        monitor: str, the log entry that picks the checkpoint ("val_cider_d" or "val_nltk_bleu_4").
+        cache: a `captioner.data.features.FeatureCache` of these images' regions, or None (read the images).
     """
 
-    monitor = MONITOR = "val_nltk_bleu_4"
+    NAMES = ("cider_d", "nltk_bleu_1", "nltk_bleu_2", "nltk_bleu_3", "nltk_bleu_4")
 
-    def __init__(self, captioner, split, batch_size, max_images=None, strategy=None):
+    def __init__(self, captioner, split, batch_size, max_images=None, strategy=None, monitor="val_cider_d",
+                 cache=None):
         super().__init__()
+        if monitor not in {f"val_{name}" for name in self.NAMES}:
+            raise ValueError(f"unknown validation figure {monitor!r}")
         self.captioner = captioner
         self.split = dataclasses.replace(split, examples=split.examples[:max_images])
         self.batch_size = batch_size
         self.strategy = strategy
+        self.monitor = monitor
+        self.cache = cache
 
     def score(self):
         """The validation figures (dict of floats, names without `val_`)."""
-        return score_split(self.captioner, self.split, self.batch_size, progress=False)[0]
+        return score_split(self.captioner, self.split, self.batch_size, progress=False, cache=self.cache)[0]
 
     def describe(self, scores):
-        return f"val nltk BLEU-4 {scores['nltk_bleu_4']:.4f} (greedy, 0-1, {len(self.split.examples)} images)"
+        return (f"val CIDEr-D {scores['cider_d']:.4f}, nltk BLEU-4 {scores['nltk_bleu_4']:.4f} (greedy, 0-1, "
+                f"{len(self.split.examples)} images; {self.monitor} picks the checkpoint)")
 
     def on_epoch_end(self, epoch, logs=None):
         if is_chief(self.strategy):
             scores = self.score()
         else:
-            scores = {name: 0.0 for name in self.score_names()}
+            scores = {name: 0.0 for name in self.NAMES}
         if is_multi_worker(self.strategy):
             scores = share_from_chief(self.strategy, scores)
         if logs is not None:
             logs.update({f"val_{k}": v for k, v in scores.items()})
         log(f"epoch {epoch + 1}: {self.describe(scores)}")
 
-    def score_names(self):
-        return [f"nltk_bleu_{n}" for n in range(1, 5)]
+
+class ProgressLog(keras.callbacks.Callback):
+    """Training progress on stderr (`fit()` itself runs silent): on a terminal a line rewritten as steps go,
+    in a log a plain line every minute, never escape codes or a flood (`captioner.console.Progress`)."""
+
+    def __init__(self, epochs, steps):
+        super().__init__()
+        self.epochs, self.steps = epochs, steps
+        self.bar = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.bar = Progress(self.steps or 0, f"epoch {epoch + 1}/{self.epochs}", unit="steps")
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.bar is not None and self.steps:
+            loss = (logs or {}).get("loss")
+            self.bar.update(batch + 1, f"loss {float(loss):.4f}" if loss is not None else "")
 
 
 class EpochTimes(keras.callbacks.Callback):
@@ -203,10 +227,7 @@ class RunBackup(keras.callbacks.BackupAndRestore):
             runs.write_json(os.path.join(self.backup_dir, self.STATE), {**state, "done": True})
 
 
-MONITOR = ValidationBleu.MONITOR
-
-
-def best_logged(run_dir, monitor=MONITOR):
+def best_logged(run_dir, monitor):
     """The best `monitor` value in the run's `log.csv` (None if none): what a resumed run must beat."""
     path = os.path.join(run_dir, "log.csv")
     if not os.path.exists(path):
@@ -236,18 +257,19 @@ def truncate_log(run_dir, epochs):
         csv.writer(handle).writerows([header] + kept)
 
 
-def callbacks(config, run_dir, data, captioner, strategy=None, validation=None, initial_best=None):
+def callbacks(config, run_dir, data, captioner, strategy=None, initial_best=None, cache=None):
     """The standard callbacks; non-chief workers get only those that keep them in step.
 
-    The validation callback first (default `ValidationBleu`): the callbacks
-    after it read the figure it adds to the logs (its `monitor`). The backup
-    comes last, so that a committed backup includes its epoch's log row. The
-    best checkpoint is written only for an epoch that beats the run's best
-    logged figure and `initial_best` (a fine-tuning stage's parent's).
+    The validation callback first (`ValidationScores` on `config.val_images`
+    images, monitoring `val_` + `config.checkpoint_metric`): the callbacks after
+    it read the figure it adds to the logs. The backup comes last, so that a
+    committed backup includes its epoch's log row. The best checkpoint is
+    written only for an epoch that beats the run's best logged figure and
+    `initial_best` (a fine-tuning stage's parent's). `cache`: the validation
+    images' feature cache, or None.
     """
-    if validation is None:
-        validation = ValidationBleu(captioner, data.val, config.eval_batch_size, config.val_images,
-                                    strategy=strategy)
+    validation = ValidationScores(captioner, data.val, config.eval_batch_size, config.val_images, strategy=strategy,
+                                  monitor=f"val_{config.checkpoint_metric}", cache=cache)
     monitor = validation.monitor
     stopping = keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=config.patience)
     backup = RunBackup(os.path.join(run_dir, BACKUP), config.backup_steps or "epoch", write=is_chief(strategy),

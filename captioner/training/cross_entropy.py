@@ -14,8 +14,8 @@ import tensorflow as tf
 
 from captioner import runs
 from captioner.console import log
-from captioner.data import features
-from captioner.data.datasets import load_data
+from captioner.data import features, imagefolder
+from captioner.data.datasets import load_data, with_absolute_paths
 from captioner.data.pipeline import caption_dataset, region_caption_dataset
 from captioner.models import encoders
 from captioner.models.captioner import build_captioner
@@ -79,7 +79,8 @@ def build_models(config, vocabulary):
 
 
 def _training_datasets(config, data, captioner, strategy):
-    """`(train, val, steps_per_epoch)` datasets from images, or from the feature cache."""
+    """`(train, val, steps_per_epoch, val_cache)`: datasets from images, or from the feature cache (whose
+    validation cache, else None, also serves the validation captions and the decoding search)."""
     distributed = strategy is not None
     replicas = strategy.num_replicas_in_sync if distributed else 1
     if config.batch_size % replicas:
@@ -90,19 +91,17 @@ def _training_datasets(config, data, captioner, strategy):
     common = dict(batch_size=config.batch_size, captions_per_image=config.captions_per_image,
                   max_length=config.max_length, drop_remainder=distributed, static_shapes=static)
     val_split = dataclasses.replace(data.val, examples=data.val.examples[:config.val_images])
+    val_cache = None
     if config.feature_cache:
         root = config.feature_cache_dir or features.default_root()
-        caches = {}
-        for split in (data.train, val_split):
-            caches[split.name], built = features.ensure(captioner.encoder, split.examples, root,
-                                                        config.eval_batch_size)
-            log(f"Feature cache of {split.name}: {caches[split.name].directory} "
-                f"({'built now' if built else 'reused'})")
-        train = region_caption_dataset(caches[data.train.name].regions(training=True, seed=config.seed),
-                                       data.train.examples, captioner.tokenizer, training=True, seed=config.seed,
-                                       **common)
-        val = region_caption_dataset(caches[val_split.name].regions(), val_split.examples, captioner.tokenizer,
-                                     training=False, **common)
+        train_cache = features.ensure_split(captioner.encoder, data.train.name, data.train.examples, root,
+                                            config.eval_batch_size)
+        val_cache = features.ensure_split(captioner.encoder, val_split.name, val_split.examples, root,
+                                          config.eval_batch_size)
+        train = region_caption_dataset(train_cache.regions(training=True, seed=config.seed), data.train.examples,
+                                       captioner.tokenizer, training=True, seed=config.seed, **common)
+        val = region_caption_dataset(val_cache.regions(), val_split.examples, captioner.tokenizer, training=False,
+                                     **common)
     else:
         images = dict(image_size=config.image_size, normalization=captioner.normalization,
                       cache_images=config.cache_images)
@@ -123,7 +122,7 @@ def _training_datasets(config, data, captioner, strategy):
         train, val = train.repeat().with_options(options), val.with_options(options)
     elif config.steps_per_epoch:
         train = train.repeat()
-    return train, val, steps
+    return train, val, steps, val_cache
 
 
 def train(config, run_dir, verbose="auto", extra_callbacks=(), distribute="none", strategy=None):
@@ -142,12 +141,20 @@ def train(config, run_dir, verbose="auto", extra_callbacks=(), distribute="none"
         The test metrics (dict); None on a non-chief worker, which writes nothing.
     """
     started = time.time()
+    # What config.json stores: the same data and cache from any folder (imagefolder: the split, RUN/splits.json).
+    config = with_absolute_paths(config, run_dir)
     if strategy is None:
         strategy = make_strategy(distribute)
     chief = is_chief(strategy)
+    # The chief holds the folder from before its first write to after its last: one process per run.
+    with runs.locked(run_dir) if chief else contextlib.nullcontext():
+        return _train(config, run_dir, verbose, extra_callbacks, strategy, chief, started)
+
+
+def _train(config, run_dir, verbose, extra_callbacks, strategy, chief, started):
     resuming = check_run_dir(run_dir, config)  # before any work: data generation or reading can take minutes
     keras.utils.set_random_seed(config.seed)
-    data = load_data(config)
+    data = load_data(config, run_dir)
     log(f"Data: {data.root}: {len(data.train.examples)} train / {len(data.val.examples)} val / "
         f"{len(data.test.examples)} test images, read in {time.time() - started:.1f} s")
     # Pretrained weights before the run folder is written: a failed download must not leave a folder
@@ -156,8 +163,9 @@ def train(config, run_dir, verbose="auto", extra_callbacks=(), distribute="none"
     if resuming:
         log(f"Resuming the unfinished run in {run_dir}")
     elif chief:  # written once the data is known to be usable
-        os.makedirs(run_dir, exist_ok=True)
         runs.write_json(os.path.join(run_dir, runs.CONFIG), config.to_json())
+    if chief:  # imagefolder: the split trained on, once, for evaluation and the self-critical stage to read
+        imagefolder.write_run_splits(config, run_dir, data)
     counted = time.time()
     vocabulary = build_vocabulary(config, data, run_dir, write=chief)
     log(f"Vocabulary: {len(vocabulary)} tokens ({time.time() - counted:.1f} s)")
@@ -168,10 +176,12 @@ def train(config, run_dir, verbose="auto", extra_callbacks=(), distribute="none"
 
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
         captioner, model = build_models(config, vocabulary)
-        train_data, val_data, steps = _training_datasets(config, data, captioner, strategy)
+        train_data, val_data, steps, val_cache = _training_datasets(config, data, captioner, strategy)
         compile_model(model, config, steps)
 
-    all_callbacks = callbacks(config, run_dir, data, captioner, strategy)
+    all_callbacks = callbacks(config, run_dir, data, captioner, strategy, cache=val_cache)
     train_seconds = fit_resumably(model, train_data, val_data, steps, config, run_dir, strategy,
-                                  all_callbacks + list(extra_callbacks), verbose)
-    return finish(config, run_dir, data, captioner, model, vocabulary, strategy, started, train_seconds)
+                                  all_callbacks + list(extra_callbacks), verbose,
+                                  paths=[e.path for e in data.train.examples + data.val.examples])
+    return finish(config, run_dir, data, captioner, model, vocabulary, strategy, started, train_seconds,
+                  val_cache=val_cache)

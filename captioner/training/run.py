@@ -14,36 +14,61 @@ import keras
 
 from captioner import runs
 from captioner.console import log
+from captioner.data import image_check
 from captioner.data import tokenizer as tokenizer_lib
-from captioner.evaluation import metrics as metrics_lib
 from captioner.evaluation import scoring
-from captioner.models.captioner import build_captioner, describe_decoding
+from captioner.decoding.settings import GREEDY, Decoding
+from captioner.models.captioner import build_captioner
 from captioner.training import decoding_search
-from captioner.training.callbacks import BACKUP, RunBackup, truncate_log
+from captioner.training.callbacks import BACKUP, ProgressLog, RunBackup, truncate_log
 from captioner.training.distribute import is_chief, is_multi_worker, share_from_chief
 
 
-def check_run_dir(run_dir, config):
-    """Refuses a finished run folder, or an unfinished one made with another config.
+# Where a run's data and cache are, not what it is: a resumed run may find them elsewhere.
+PATH_FIELDS = ("data_root", "karpathy_json", "feature_cache_dir", "captions", "splits_file")
+# What a run writes before its first training step: a folder holding only these has nothing to resume.
+STARTING_FILES = (runs.CONFIG, runs.VOCAB, runs.LOCK, "scst.json", "cider_df.npz", "splits.json")
 
-    Returns True if the folder holds an unfinished run of this config (to resume).
+
+def check_run_dir(run_dir, config):
+    """Refuses a finished run folder, or an unfinished one made with another config; says whether to resume.
+
+    Returns True if the folder holds an unfinished run of this config (to resume). A folder of another
+    config whose run never finished a training step (a typo in a flag, a run stopped while reading
+    its data) is started again with these settings, and the log says so. A run whose data root,
+    Karpathy file or cache folder moved resumes with the new paths.
     """
     if runs.is_finished(run_dir):
         raise FileExistsError(f"{run_dir} already holds a finished run; choose another --run-dir")
     config_path = os.path.join(run_dir, runs.CONFIG)
-    if os.path.exists(config_path):
-        try:
-            saved = runs.load_config(run_dir)
-        except (ValueError, TypeError) as error:  # includes malformed JSON
+    if not os.path.exists(config_path):
+        return False
+    started = any(name not in STARTING_FILES for name in os.listdir(run_dir))
+    try:
+        saved = runs.load_config(run_dir)
+    except (ValueError, TypeError) as error:  # includes malformed JSON
+        if started:
             raise ValueError(f"{config_path} is not a valid config ({error}); choose another --run-dir") from None
+        saved = None
+    moved = {k: getattr(config, k) for k in PATH_FIELDS}
+    if saved is not None and saved.replace(**moved) == config:
         if saved != config:
-            differences = {k: (v, getattr(config, k)) for k, v in dataclasses.asdict(saved).items()
-                           if getattr(config, k) != v}
-            raise ValueError(
-                f"{run_dir} holds an unfinished run with another config (saved, requested): {differences}; "
-                "rerun with its settings to resume, or choose another --run-dir")
+            changes = [f"{k} {getattr(saved, k)} -> {v}" for k, v in moved.items() if getattr(saved, k) != v]
+            log(f"The run's data or cache moved: {'; '.join(changes)}")
+            runs.write_json(config_path, config.to_json())
         return True
-    return False
+    if not started:
+        log(f"{run_dir} held a run of other settings that never finished a training step: starting it again "
+            "with these settings")
+        for name in os.listdir(run_dir):
+            if name != runs.LOCK:
+                os.remove(os.path.join(run_dir, name))
+        return False
+    differences = {k: (v, getattr(config, k)) for k, v in dataclasses.asdict(saved).items()
+                   if getattr(config, k) != v and k not in PATH_FIELDS}
+    raise ValueError(
+        f"{run_dir} holds an unfinished run with another config (saved, requested): {differences}; "
+        "rerun with its settings to resume, or choose another --run-dir")
 
 
 def build_vocabulary(config, data, run_dir, write=True):
@@ -67,12 +92,14 @@ def copy_weights(source, target):
         b.assign(keras.ops.convert_to_numpy(a))
 
 
-def fit_resumably(model, train_data, val_data, steps, config, run_dir, strategy, all_callbacks, verbose):
+def fit_resumably(model, train_data, val_data, steps, config, run_dir, strategy, all_callbacks, verbose, paths=()):
     """`model.fit()` that resumes from the run's backup; returns the seconds spent.
 
     `all_callbacks` are `callbacks()`'s (their `RunBackup` among them) and any
     extra ones. A run whose backup says it had finished, or had already met
     early stopping's condition, is not fitted again: its last weights are loaded.
+    `paths`: the images `fit()` reads, named if one fails to decode in the pipeline. `verbose`: 0 or 2
+    print only the epochs' lines, 1 or "auto" also the steps' progress (on stderr, `ProgressLog`).
     """
     backup_dir = os.path.join(run_dir, BACKUP)
     state = RunBackup.read_state(backup_dir)
@@ -84,20 +111,25 @@ def fit_resumably(model, train_data, val_data, steps, config, run_dir, strategy,
         model.load_weights(os.path.join(backup_dir, state["weights"]))
     else:
         fixed_steps = strategy is not None or config.steps_per_epoch
-        model.fit(train_data, epochs=config.epochs, steps_per_epoch=steps if fixed_steps else None,
-                  validation_data=val_data, shuffle=False, callbacks=all_callbacks, verbose=verbose)
+        progress = [ProgressLog(config.epochs, steps)] if verbose in (1, True, "auto") else []
+        with image_check.naming_undecodable(paths):
+            model.fit(train_data, epochs=config.epochs, steps_per_epoch=steps if fixed_steps else None,
+                      validation_data=val_data, shuffle=False, callbacks=all_callbacks + progress, verbose=0)
         next(c for c in all_callbacks if isinstance(c, RunBackup)).mark_done()
     return time.time() - started
 
 
-def finish(config, run_dir, data, captioner, model, vocabulary, strategy, started, train_seconds, extra=None):
+def finish(config, run_dir, data, captioner, model, vocabulary, strategy, started, train_seconds, extra=None,
+           val_cache=None):
     """After `fit()`: best weights, the decoding default, `model.keras`, test metrics; returns the metrics.
 
     The saved model is rebuilt in float32 outside any strategy, so it loads and
     decodes anywhere. Its decoding default is chosen on validation images
-    (`captioner.training.decoding_search`, `config.search_images`; 0 keeps greedy). The
-    test split is captioned greedily (nltk BLEU, as every run reports) and, when
-    the default is another setting, with it too. `extra` is added to the metrics.
+    (`captioner.training.decoding_search`, `config.search_images`; 0 keeps greedy),
+    from `val_cache` (the first `config.val_images` validation images' regions)
+    where it covers them. The test split is captioned greedily (CIDEr-D and nltk
+    BLEU, as every run reports) and, when the default is another setting, with
+    it too, in the same pass over the images. `extra` is added to the metrics.
     Non-chief workers write nothing and return None.
     """
     chief = is_chief(strategy)
@@ -116,30 +148,29 @@ def finish(config, run_dir, data, captioner, model, vocabulary, strategy, starte
     elif config.search_images:
         log(f"Choosing the decoding default on {min(config.search_images, len(data.val.examples))} "
             f"{data.val.name} images ...")
-        choice = decoding_search.choose(final, data.val, config.eval_batch_size, config.search_images)
+        covered = val_cache is not None and config.search_images <= config.val_images
+        choice = decoding_search.choose(final, data.val, config.eval_batch_size, config.search_images,
+                                        cache=val_cache if covered else None)
         decoding_search.record(run_dir, choice)
     else:
         choice = {"beam_size": 1, "alpha": 0.0, "images": 0, "table": [], "note": "no search (search_images 0)"}
     final.default_decoding = decoding_search.setting(choice)
-    log(f"Decoding default: {describe_decoding(choice['beam_size'], choice['alpha'])}")
+    final.trained_on = {"dataset": config.dataset, "images": len(data.train.examples)}
+    log(f"Decoding default: {final.default_decoding.describe()}")
     runs.save_model(final, os.path.join(run_dir, runs.MODEL))
-    log("Captioning the test split (greedy) ...")
-    scores, captions = scoring.score_split(final, data.test, config.eval_batch_size)
-    references = list(scoring.references_of(data.test).values())
-    scores["cider_d"] = metrics_lib.cider_d(references, [c or "<empty>" for c in captions])[0]
+    chosen = final.default_decoding
+    settings = [GREEDY] if chosen == GREEDY else [GREEDY, chosen]
+    log(f"Captioning the test split ({' and '.join(s.describe() for s in settings)}) ...")
+    outputs = scoring.caption_settings(final, data.test.examples, config.eval_batch_size, settings)
+    captions = [o["caption"] for o in outputs[GREEDY]]
+    scores = scoring.greedy_figures(data.test, captions)
     predictions = [{"image_id": e.image_id, "caption": c} for e, c in zip(data.test.examples, captions)]
     runs.write_json(os.path.join(run_dir, f"predictions_{data.test.name}.json"), predictions)
-    default = {**final.default_decoding, "chosen_on": (f"{choice['images']} {data.val.name} images"
-                                                       if choice["images"] else "no search (--search-images 0)")}
-    if final.default_decoding["beam_size"] > 1:
-        log("Captioning the test split with the decoding default ...")
-        outputs = scoring.caption_examples(final, data.test.examples, config.eval_batch_size,
-                                              final.default_decoding["beam_size"], final.default_decoding["alpha"])
-        best_captions = [o["caption"] or "<empty>" for o in outputs]
-        default.update(metrics_lib.nltk_corpus_bleu(references, best_captions))
-        default["cider_d"] = metrics_lib.cider_d(references, best_captions)[0]
-    else:
-        default.update({k: v for k, v in scores.items()})
+    default = {"beam_size": chosen.beam_size, "alpha": chosen.alpha, **chosen.to_json(),
+               "chosen_on": (f"{choice['images']} {data.val.name} images"
+                             if choice["images"] else "no search (--search-images 0)")}
+    default.update(scoring.greedy_figures(data.test, [o["caption"] for o in outputs[settings[-1]]]))
+    bad = {split.name: split.bad_images for split in (data.train, data.val, data.test)}
     metrics = {
         "split": data.test.name,
         # False when there is no test split: the val split chose the checkpoint and stopped training.
@@ -147,6 +178,8 @@ def finish(config, run_dir, data, captioner, model, vocabulary, strategy, starte
         "images": len(data.test.examples),
         "decoding": "greedy",
         "scale": "0-1 (CIDEr-D unbounded, 1.0 = '100' in papers)",
+        "checkpoint_metric": f"val_{config.checkpoint_metric} (greedy)",
+        **({"bad_images_left_out": bad} if any(bad.values()) else {}),
         **scores,
         "default_decoding": default,
         **(extra or {}),
@@ -158,6 +191,9 @@ def finish(config, run_dir, data, captioner, model, vocabulary, strategy, starte
     if is_multi_worker(strategy):
         share_from_chief(strategy, {"finished": 1.0})  # releases the waiting workers
     return metrics
+
+
+DECODING_FIELDS = {f.name for f in dataclasses.fields(Decoding)}
 
 
 def format_metrics(metrics):
@@ -176,7 +212,8 @@ def format_metrics(metrics):
     if default:
         how = (f"chosen on {default['chosen_on']} by CIDEr-D" if not default["chosen_on"].startswith("no search")
                else default["chosen_on"])
-        lines.append(f"Decoding default ({how}): {describe_decoding(default['beam_size'], default['alpha'])}")
-        if default["beam_size"] > 1:
+        decoding = Decoding.from_json({k: v for k, v in default.items() if k in DECODING_FIELDS})
+        lines.append(f"Decoding default ({how}): {decoding.describe()}")
+        if decoding != GREEDY:
             lines.append(f"  with it: BLEU-4 (nltk) {default['nltk_bleu_4']:.4f}, CIDEr-D {default['cider_d']:.4f}")
     return "\n".join(lines)

@@ -42,14 +42,14 @@ import tensorflow as tf
 
 from captioner import decoding, files, runs
 from captioner.console import log
+from captioner.data import features
 from captioner.data import tokenizer as tokenizer_lib
-from captioner.data.datasets import load_data
+from captioner.data.datasets import load_data, with_absolute_paths
 from captioner.data.pipeline import caption_dataset, region_caption_dataset
-from captioner.evaluation import cider, scoring
-from captioner.evaluation import metrics as metrics_lib
+from captioner.evaluation import cider
 from captioner.models.captioner import DistributedFitMixin
 from captioner.models.decoder_base import _repeat_rows
-from captioner.training.callbacks import ValidationBleu, callbacks
+from captioner.training.callbacks import ValidationScores, callbacks
 from captioner.training.cross_entropy import build_models, dtype_policy
 from captioner.training.distribute import is_chief, make_strategy
 from captioner.training.run import check_run_dir, copy_weights, finish, fit_resumably
@@ -101,7 +101,7 @@ GENERIC_DEFAULTS = dict(learning_rate=5e-5, epochs=10, steps_per_epoch=None, pat
 # Config fields the stage may change (flags of `python -m captioner.train --scst-from`); the model's are fixed.
 STAGE_FIELDS = ("learning_rate", "epochs", "steps_per_epoch", "patience", "batch_size", "clipnorm", "seed",
                 "backup_steps", "eval_batch_size", "val_images", "search_images", "data_root", "karpathy_json",
-                "skip_missing_images", "feature_cache", "feature_cache_dir", "train_encoder", "precision")
+                "skip_missing_images", "skip_bad_images", "feature_cache", "feature_cache_dir", "train_encoder", "precision")
 
 
 def check_stage_fields(overrides):
@@ -117,7 +117,9 @@ def stage_config(parent_config, overrides):
     """The stage's `Config`: the parent's, with the stage's defaults and `overrides` (stage fields only)."""
     check_stage_fields(overrides)
     defaults = STAGE_DEFAULTS.get(parent_config.preset, GENERIC_DEFAULTS)
-    return parent_config.replace(**{**defaults, "warmup_steps": 0, "jit_compile": False, **overrides})
+    # Selected on validation CIDEr-D whatever the parent chose: it is the reward the stage optimises.
+    return parent_config.replace(**{**defaults, "warmup_steps": 0, "jit_compile": False,
+                                    "checkpoint_metric": "cider_d", **overrides})
 
 
 # ---------------------------------------------------------------- the model fit() trains
@@ -251,28 +253,6 @@ def policy_loss(decoder, features, tokens, advantage, temperature=1.0):
     return loss, per_sample
 
 
-class ValidationCider(ValidationBleu):
-    """Adds greedy `val_cider_d` (pycocoevalcap's CIDEr-D on the caption tokenizer's words) to the logs."""
-
-    monitor = "val_cider_d"
-
-    def score(self):
-        outputs = scoring.caption_examples(self.captioner, self.split.examples, self.batch_size, 1, 0.0,
-                                              progress=False)
-        references = [list(e.captions) for e in self.split.examples]
-        captions = [o["caption"] or "<empty>" for o in outputs]
-        scores = {"cider_d": metrics_lib.cider_d(references, captions)[0]}
-        scores.update(metrics_lib.nltk_corpus_bleu(references, captions))
-        return scores
-
-    def score_names(self):
-        return ["cider_d"] + [f"nltk_bleu_{n}" for n in range(1, 5)]
-
-    def describe(self, scores):
-        return (f"val CIDEr-D {scores['cider_d']:.4f}, nltk BLEU-4 {scores['nltk_bleu_4']:.4f} (greedy, "
-                f"{len(self.split.examples)} images)")
-
-
 # ---------------------------------------------------------------- the stage
 
 
@@ -281,7 +261,8 @@ def most_references(examples):
 
 
 def _datasets(config, data, captioner, strategy):
-    """Training batches with every reference of an image, from images or the feature cache; and steps."""
+    """`(train, steps, val_cache)`: batches with every reference of an image, from images or the feature cache,
+    the steps of an epoch, and the validation images' cache (None without a feature cache)."""
     replicas = strategy.num_replicas_in_sync if strategy is not None else 1
     if config.batch_size % replicas:
         raise ValueError(f"batch_size {config.batch_size} is the global batch: it must divide evenly over "
@@ -289,12 +270,13 @@ def _datasets(config, data, captioner, strategy):
     distributed = strategy is not None
     common = dict(batch_size=config.batch_size, captions_per_image=most_references(data.train.examples),
                   max_length=config.max_length, drop_remainder=distributed, training=True, seed=config.seed)
+    val_cache = None
     if config.feature_cache:
-        from captioner.data import features
-
-        cache, built = features.ensure(captioner.encoder, data.train.examples,
-                                       config.feature_cache_dir or features.default_root(), config.eval_batch_size)
-        log(f"Feature cache of {data.train.name}: {cache.directory} ({'built now' if built else 'reused'})")
+        root = config.feature_cache_dir or features.default_root()
+        cache = features.ensure_split(captioner.encoder, data.train.name, data.train.examples, root,
+                                      config.eval_batch_size)
+        val_cache = features.ensure_split(captioner.encoder, data.val.name, data.val.examples[:config.val_images],
+                                          root, config.eval_batch_size)
         train = region_caption_dataset(cache.regions(training=True, seed=config.seed), data.train.examples,
                                        captioner.tokenizer, **common)
     else:
@@ -306,7 +288,7 @@ def _datasets(config, data, captioner, strategy):
         options = tf.data.Options()
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
         train = train.repeat().with_options(options)
-    return train, steps
+    return train, steps, val_cache
 
 
 def check_parent(parent):
@@ -347,7 +329,7 @@ def train(parent, run_dir, overrides=None, samples=5, baseline="mean", temperatu
     check_parent(parent)
     settings = Settings(os.path.abspath(parent), samples, baseline, temperature).validated()
     parent_config = runs.load_config(parent)
-    config = stage_config(parent_config, dict(overrides or {}))
+    config = with_absolute_paths(stage_config(parent_config, dict(overrides or {})))
     if strategy is None:
         strategy = make_strategy(distribute)
     if isinstance(strategy, tf.distribute.TPUStrategy):
@@ -355,13 +337,19 @@ def train(parent, run_dir, overrides=None, samples=5, baseline="mean", temperatu
                          "n-gram frequencies and float64, which TPUs lack; use GPUs (--distribute mirrored "
                          "or multi-worker)")
     chief = is_chief(strategy)
+    # The chief holds the folder from before its first write to after its last: one process per run.
+    with runs.locked(run_dir) if chief else contextlib.nullcontext():
+        return _train(parent, run_dir, config, settings, verbose, extra_callbacks, strategy, chief, started)
+
+
+def _train(parent, run_dir, config, settings, verbose, extra_callbacks, strategy, chief, started):
+    samples, baseline, temperature = settings.samples, settings.baseline, settings.temperature
     resuming = check_stage_dir(run_dir, config, settings)
     keras.utils.set_random_seed(config.seed)
     data = load_data(config)
     if resuming:
         log(f"Resuming the unfinished self-critical run in {run_dir}")
     elif chief:  # the settings first: a folder with a config.json is one to resume, and must have them
-        os.makedirs(run_dir, exist_ok=True)
         runs.write_json(os.path.join(run_dir, SETTINGS), dataclasses.asdict(settings))
         runs.write_json(os.path.join(run_dir, runs.CONFIG), config.to_json())
     vocabulary = tokenizer_lib.load_vocabulary(os.path.join(parent, runs.VOCAB))
@@ -370,8 +358,8 @@ def train(parent, run_dir, overrides=None, samples=5, baseline="mean", temperatu
             shutil.copyfile(os.path.join(parent, runs.VOCAB), temporary)
     parent_model = runs.load(parent)
     log(f"Self-critical training from {parent}: {samples} samples an image, {baseline} baseline, "
-                 f"lr {config.learning_rate:g}, {config.epochs} epochs of "
-                 f"{config.steps_per_epoch or 'all'} steps, batch {config.batch_size} images")
+        f"lr {config.learning_rate:g}, {config.epochs} epochs of {config.steps_per_epoch or 'all'} steps, "
+        f"batch {config.batch_size} images")
 
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
         # No pretrained weights are fetched: every weight is the parent's.
@@ -388,24 +376,23 @@ def train(parent, run_dir, overrides=None, samples=5, baseline="mean", temperatu
             trainer = SelfCriticalTrainer(captioner, cider.CiderD(frequencies),
                                           "regions" if config.feature_cache else "images", samples, baseline,
                                           temperature, name="self_critical")
-        train_data, steps = _datasets(config, data, captioner, strategy)
+        train_data, steps, val_cache = _datasets(config, data, captioner, strategy)
         trainer.compile(optimizer=keras.optimizers.Adam(config.learning_rate, clipnorm=config.clipnorm),
                         jit_compile=False)
-    validation = ValidationCider(captioner, data.val, config.eval_batch_size, config.val_images, strategy=strategy)
     parent_score = None
     if chief:  # what an epoch must beat to be kept: the stage never ships a model worse than its parent
-        parent_score = ValidationCider(parent_model, data.val, config.eval_batch_size,
-                                       config.val_images).score()["cider_d"]
+        parent_score = ValidationScores(parent_model, data.val, config.eval_batch_size, config.val_images,
+                                        cache=val_cache).score()["cider_d"]
         log(f"Parent's val CIDEr-D {parent_score:.4f} (greedy): an epoch is kept only if it beats it")
-    all_callbacks = callbacks(config, run_dir, data, captioner, strategy, validation=validation,
-                                       initial_best=parent_score)
+    all_callbacks = callbacks(config, run_dir, data, captioner, strategy, initial_best=parent_score, cache=val_cache)
     train_seconds = fit_resumably(trainer, train_data, None, steps, config, run_dir, strategy,
-                                           all_callbacks + list(extra_callbacks), verbose)
+                                  all_callbacks + list(extra_callbacks), verbose,
+                                  paths=[e.path for e in data.train.examples + data.val.examples])
     if chief and not os.path.exists(os.path.join(run_dir, runs.BEST_WEIGHTS)):
         log("No epoch beat the parent's validation CIDEr-D: the stage keeps the parent's weights "
-                     "(try a lower --learning-rate)")
+            "(try a lower --learning-rate)")
         copy_weights(parent_model, captioner)
     extra = {"stage": "self-critical", "parent": settings.parent, "samples": samples, "baseline": baseline,
              "temperature": temperature, "parent_val_cider_d": parent_score}
-    return finish(config, run_dir, data, captioner, trainer, vocabulary, strategy, started,
-                           train_seconds, extra=extra)
+    return finish(config, run_dir, data, captioner, trainer, vocabulary, strategy, started, val_cache=val_cache,
+                  train_seconds=train_seconds, extra=extra)
