@@ -1,6 +1,6 @@
-"""Caption a folder of images with a trained model.
+"""Caption a folder of images with a trained model, or with an export of one.
 
-    python -m captioner.caption RUN_DIR FOLDER_OR_IMAGE [-o captions.jsonl|.csv|.json|-] [--beam-size 3]
+    python -m captioner.caption RUN_DIR|EXPORT FOLDER_OR_IMAGE [-o captions.jsonl|.csv|.json|-] [--beam-size 3]
                                 [--recursive] [--attention-plots DIR] [--overwrite] [--quiet]
 
 Finds JPEG, PNG, GIF (first frame), BMP and WebP files, honours EXIF
@@ -12,6 +12,11 @@ captioned, and refuses an output made by another model or other decoding
 settings (`OUTPUT.source.json` records them). `-o -` writes JSON lines to
 standard output. Exit status: 0 all captioned, 1 some failed or no image
 found, 2 bad arguments.
+
+EXPORT, an export of `python -m captioner.export` (its folder, or the
+`.tflite` or `.onnx` file in it, `vocab.txt` beside), captions with that file
+and its runtime in place of the run, with the decoding inside it: the same
+images, outputs and resuming, to check an export against its run.
 """
 
 import argparse
@@ -27,7 +32,8 @@ FAILURES_SHOWN = 10
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m captioner.caption", description=__doc__.split("\n\n")[0],
                                      formatter_class=HelpFormatter)
-    parser.add_argument("run_dir", help="a run folder of python -m captioner.train")
+    parser.add_argument("run_dir", help="a run folder of python -m captioner.train, or an export of python -m "
+                                        "captioner.export (its folder, or the .tflite or .onnx file in it)")
     parser.add_argument("folder", help="a folder of images, or one image file")
     parser.add_argument("-o", "--output", default="captions.jsonl",
                         help=".jsonl, .csv, .json (COCO results), or - for JSON lines on standard output")
@@ -46,8 +52,10 @@ def main(argv=None):
     if args.batch_size < 1 or args.memory_budget_mb < 1:
         parser.error("--batch-size and --memory-budget-mb must be at least 1")
     from captioner import runs
+    from captioner.inference import exported
 
-    problem = runs.problem_with(args.run_dir)
+    is_export = exported.is_export(args.run_dir)
+    problem = exported.problem_with(args.run_dir, args) if is_export else runs.problem_with(args.run_dir)
     if problem:
         parser.error(problem)
     if args.output == "-" and args.overwrite:
@@ -55,11 +63,11 @@ def main(argv=None):
     console.quiet_tensorflow(args.verbose)
 
     import captioner
-    from captioner.inference import captioning
+    from captioner.inference import captioning, results_file
 
     try:
         if args.output != "-":
-            captioning.output_format(args.output)
+            results_file.output_format(args.output)
         if args.attention_plots:
             captioning.check_attention_dir(args.attention_plots, args.folder, args.recursive)
         paths = captioning.find_inputs(args.folder, args.recursive)
@@ -70,8 +78,15 @@ def main(argv=None):
         return 1
     except ValueError as error:
         parser.error(str(error))
-    model = captioner.load(args.run_dir, quiet=args.quiet)
-    decoding, source = decoding_arguments.settings(parser, model, args)
+    if is_export:
+        try:
+            model = exported.load_exported(args.run_dir)
+        except exported.ExportError as error:
+            parser.error(str(error))
+        decoding, source = model.decoding, f"inside the {model.describe()}"
+    else:
+        model = captioner.load(args.run_dir, quiet=args.quiet)
+        decoding, source = decoding_arguments.settings(parser, model, args)
     note = (lambda line: None) if args.quiet else console.log
     note(f"Decoding: {decoding.describe()} ({source})")
     note(f"Captioning {len(paths)} image{'s' if len(paths) != 1 else ''} from {args.folder}")
@@ -80,7 +95,7 @@ def main(argv=None):
             model, args.folder, args.output, batch_size=args.batch_size, recursive=args.recursive,
             attention_dir=args.attention_plots, progress=not args.quiet, overwrite=args.overwrite,
             max_length=args.max_length, memory_budget=args.memory_budget_mb << 20, decoding=decoding)
-    except (captioning.ResultsMismatchError, captioning.ResultsInUseError) as error:
+    except (results_file.ResultsMismatchError, results_file.ResultsInUseError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     failures = counts["failures"]

@@ -13,7 +13,7 @@ from PIL import Image
 import captioner
 from captioner import caption
 from captioner.decoding.settings import Decoding
-from captioner.inference import captioning
+from captioner.inference import captioning, results_file
 from captioner.evaluation import coco_eval
 from captioner.evaluation import scoring
 from captioner.data import coco
@@ -80,7 +80,7 @@ def test_reader_orients_and_converts(awkward_folder, upright):
         pixels, reason = images_lib.read_image(str(awkward_folder / name))
         assert pixels is None and reason, name
     assert "too large" in images_lib.read_image(str(awkward_folder / "huge.png"))[1]
-    assert images_lib.read_image(str(awkward_folder / "empty.jpg"))[1] == "empty file"
+    assert images_lib.read_image(str(awkward_folder / "empty.jpg"))[1] == "empty file (0 bytes)"
 
 
 def test_caption_command_survives_awkward_files(quick_run, awkward_folder, tmp_path, capsys):
@@ -141,7 +141,7 @@ def test_csv_and_coco_outputs_and_attention_figures(quick_run, small_shapes, tmp
     assert [greedy[os.path.basename(e.path)] for e in examples] == [o["caption"] for o in evaluated]
 
 
-def test_bad_arguments_exit_2(quick_run, tmp_path):
+def test_bad_arguments_exit_2(quick_run, small_shapes, tmp_path):
     for argv in ([quick_run, str(tmp_path / "missing")],
                  [str(tmp_path), str(tmp_path)],
                  [quick_run, str(tmp_path), "-o", str(tmp_path / "out.txt")],
@@ -149,10 +149,13 @@ def test_bad_arguments_exit_2(quick_run, tmp_path):
         with pytest.raises(SystemExit) as exit_info:
             caption.main(argv)
         assert exit_info.value.code == 2
-    assert captioning.numeric_id("/x/COCO_val2014_000000000042.jpg") == 42
-    assert captioning.numeric_id("/x/000000000042.png") == 42
-    assert captioning.numeric_id("/x/holiday.jpg") is None and captioning.numeric_id("/x/IMG_0001.jpg") is None
+    assert results_file.numeric_id("/x/COCO_val2014_000000000042.jpg") == 42
+    assert results_file.numeric_id("/x/000000000042.png") == 42
+    assert results_file.numeric_id("/x/holiday.jpg") is None and results_file.numeric_id("/x/IMG_0001.jpg") is None
+    images = os.path.dirname(coco.read_split(small_shapes, "test").examples[0].path)
     for argv in ([quick_run, str(tmp_path), "--alpha", "-1"],
+                 [quick_run, images, "--beam-size", "1", "--alpha", "0.6"],  # greedy has no length penalty
+                 [quick_run, images, "--ban-words", ","],
                  [quick_run, str(tmp_path), "--attention-plots", str(tmp_path)],
                  [quick_run, str(tmp_path), "--recursive", "--attention-plots", str(tmp_path / "figures")]):
         with pytest.raises(SystemExit) as exit_info:
@@ -261,13 +264,13 @@ def test_results_of_another_model_or_setting_are_not_mixed(quick_run, small_shap
     # Another model (other weights) is refused too; --overwrite starts afresh.
     model = captioner.load(quick_run)
     model.decoder.logits.bias.assign(model.decoder.logits.bias.numpy() + 1.0)
-    with pytest.raises(captioning.ResultsMismatchError, match="model"):
+    with pytest.raises(results_file.ResultsMismatchError, match="model"):
         captioning.caption_folder(model, str(folder), str(output), beam_size=1, progress=False)
     counts = captioning.caption_folder(model, str(folder), str(output), beam_size=1, progress=False, overwrite=True)
     assert counts == {"captioned": 3, "failed": 0, "skipped": 0, "failures": []} and len(records(output)) == 3
     # A file without a record of what made it is not resumed blindly.
     os.remove(f"{output}.source.json")
-    with pytest.raises(captioning.ResultsMismatchError, match="without a record"):
+    with pytest.raises(results_file.ResultsMismatchError, match="without a record"):
         captioning.caption_folder(model, str(folder), str(output), beam_size=1, progress=False)
 
 
@@ -310,8 +313,8 @@ def test_a_second_run_on_the_same_output_is_refused_while_the_first_writes(quick
     output = str(tmp_path / "out.json")
     model = captioner.load(quick_run)
     source = captioning.describe_source(model, Decoding())
-    first = captioning.ResultsFile(output, source)
-    with pytest.raises(captioning.ResultsInUseError, match=f"process {os.getpid()} on .* is writing"):
+    first = results_file.ResultsFile(output, source)
+    with pytest.raises(results_file.ResultsInUseError, match=f"process {os.getpid()} on .* is writing"):
         captioning.caption_folder(model, str(folder), output, beam_size=1, progress=False)
     first.write({"path": "x.jpg", "image_id": 5, "caption": "a red circle"})
     first.close()
@@ -320,6 +323,25 @@ def test_a_second_run_on_the_same_output_is_refused_while_the_first_writes(quick
     counts = captioning.caption_folder(model, str(folder), output, beam_size=1, progress=False)
     assert counts["captioned"] == 1 and len(json.load(open(output))) == 2
     assert not os.path.exists(output + ".lock")  # the lock file lives only while a run holds it
+
+
+@pytest.mark.parametrize("name", ["out.jsonl", "out.csv", "out.json"])
+def test_an_empty_caption_is_a_result_and_a_failure_is_tried_again(tmp_path, name):
+    """A model that ends a caption at once has still captioned the image: a rerun skips it (and a COCO list
+    keeps it, to be scored as empty); only images that failed to load are tried again."""
+    output, source = str(tmp_path / name), {"model": "abc", "beam_size": 1}
+    first = results_file.ResultsFile(output, source)
+    first.write({"path": "empty.jpg", "image_id": 1, "caption": "", "score": -0.5})
+    first.write({"path": "broken.jpg", "image_id": 2, "caption": "", "error": "truncated JPEG"})
+    first.write({"path": "fine.jpg", "image_id": 3, "caption": "a red circle", "score": -1.0})
+    first.close()
+    again = results_file.ResultsFile(output, source)
+    try:
+        assert again.done == {"empty.jpg", "fine.jpg"}
+    finally:
+        again.close()
+    if name.endswith(".json"):
+        assert [e["file_name"] for e in json.load(open(output))] == ["empty.jpg", "fine.jpg"]
 
 
 def test_a_file_this_program_did_not_write_is_refused_untouched(quick_run, small_shapes, tmp_path, capsys):
