@@ -12,6 +12,7 @@ Nothing is fetched from the internet. The code is `captioner/inference/demo.py`;
 """
 
 import argparse
+import signal
 import sys
 import time
 
@@ -48,7 +49,17 @@ def main(argv=None):
     console.quiet_tensorflow(args.verbose)
     note = (lambda line: None) if args.quiet else console.log
     if args.screenshot:
-        note(f"Wrote {demo.screenshot(args.run_dir, args.screenshot)}")
+        try:
+            import playwright.sync_api  # noqa: F401
+        except ImportError:
+            print("error: --screenshot needs Playwright: pip install playwright (it drives Debian's chromium: "
+                  "apt-get install -y chromium)", file=sys.stderr)
+            return 2
+        try:
+            note(f"Wrote {demo.screenshot(args.run_dir, args.screenshot)}")
+        except ValueError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
         return 0
     app, examples, missing = demo.load_app(args.run_dir, quiet=args.quiet)
     note(missing or f"{len(examples)} example images from the run's test split")
@@ -58,6 +69,7 @@ def main(argv=None):
         print(f"error: cannot listen on {args.host}:{args.port} ({error}); choose another --port", file=sys.stderr)
         return 1
     note(f"Serving the demo of {args.run_dir} at {url} (Ctrl-C stops it)")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # a service manager's stop: close as Ctrl-C does
     try:
         while app.is_running:
             time.sleep(0.5)

@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import types
@@ -49,12 +50,21 @@ def loopback(address):
         return False
 
 
+@pytest.fixture(scope="session")
+def gradio_installed(request, tmp_path_factory):
+    """Gradio and its client, checked before the run they would serve is trained; their temporary files
+    (uploads, outputs, downloads, which both place when imported) in the session's folder."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("GRADIO_TEMP_DIR", str(tmp_path_factory.mktemp("gradio")))
+        needed(request, "gradio", "Gradio")
+        needed(request, "gradio_client", "gradio_client")
+        yield
+
+
 @pytest.fixture(scope="module")
-def served(request, quick_run):
+def served(gradio_installed, quick_run, tmp_path_factory):
     """The demo of `quick_run` served on 127.0.0.1 in this process, a gradio_client `Client` of it, and the
     connections beyond the loopback that anything in the process tried meanwhile (refused)."""
-    needed(request, "gradio", "Gradio")
-    needed(request, "gradio_client", "gradio_client")
     outside = []
     original_connect, original_connect_ex = socket.socket.connect, socket.socket.connect_ex
 
@@ -67,6 +77,8 @@ def served(request, quick_run):
         return connect
 
     with pytest.MonkeyPatch.context() as patch:
+        # gradio_client leaves an empty folder in the temporary directory per file it downloads: here, in ours.
+        patch.setattr(tempfile, "tempdir", str(tmp_path_factory.mktemp("tmp")))
         patch.setattr(socket.socket, "connect", guarded(original_connect))
         patch.setattr(socket.socket, "connect_ex", guarded(original_connect_ex))
         import captioner
@@ -78,9 +90,11 @@ def served(request, quick_run):
         demo.warm_up(model)
         app = demo.build_app(model, examples, quick_run, note)
         url = demo.launch(app, port=demo.free_port())
+        downloads = str(tmp_path_factory.mktemp("downloads"))
         try:
             yield types.SimpleNamespace(url=url, app=app, model=model, examples=examples, outside=outside,
-                                        client=Client(url, verbose=False), run_dir=quick_run)
+                                        client=Client(url, verbose=False, download_files=downloads),
+                                        run_dir=quick_run)
         finally:
             app.close()
 
@@ -115,10 +129,12 @@ def test_page_captions_as_the_caption_command(served, tmp_path):
 
     shown, rows, gallery, timing = page(served, rgba)
     record = command(served, rgba, tmp_path)
-    assert shown == record["caption"] and shown
+    assert shown == record["caption"]
     assert [row[1] for row in rows] == [shown] and rows[0][2] == pytest.approx(record["score"], abs=1e-3)
-    words = shown.split()
-    assert [item["caption"] for item in gallery] == [f"{i}. {w}" for i, w in enumerate(words + ["<end>"], 1)]
+    # A map per word, and the end token's (unless the caption ran to the longest).
+    labels = [f"{i}. {w}" for i, w in enumerate(shown.split() + ["<end>"], 1)]
+    assert [item["caption"] for item in gallery] == labels[:len(gallery)] and len(gallery) >= len(labels) - 1 >= 0
+    assert gallery
     assert all(os.path.isfile(item["image"]) for item in gallery)
     assert served.model.default_decoding.describe() in timing
 
@@ -157,10 +173,10 @@ def test_refuses_what_is_not_an_image_and_keeps_serving(served, tmp_path):
     shown, _, _, message = page(served, served.examples[0], beam_size=1, num_captions=3)
     assert shown == "" and "do not go together" in message and "3 captions need a beam of at least 3" in message
     shown, _, _, message = page(served, served.examples[0], beam_size=1, sample=True, seed="one")
-    assert shown == "" and "the seed must be a number" in message
+    assert shown == "" and "The seed must be a number" in message
 
-    shown, _, gallery, _ = page(served, served.examples[0])  # still serving
-    assert shown and gallery
+    shown, rows, gallery, timing = page(served, served.examples[0])  # still serving
+    assert rows[0][1] == shown and gallery and f" s for {os.path.basename(served.examples[0])}" in timing
     assert not served.outside
 
 
@@ -184,8 +200,8 @@ def test_requests_wait_their_turn(served, monkeypatch):
 
     monkeypatch.setattr(served.model, "generate", counted)
     jobs = [served.client.submit(handle_file(path), api_name="/caption") for path in served.examples[:3]]
-    captions = [job.result(timeout=120)[0] for job in jobs]
-    assert all(captions) and most[0] == 1
+    results = [job.result(timeout=120) for job in jobs]
+    assert all(" s for " in timing for *_, timing in results) and most[0] == 1
 
 
 def test_examples_need_the_runs_data(served, tmp_path):
@@ -200,6 +216,29 @@ def test_examples_need_the_runs_data(served, tmp_path):
     assert examples == [] and note.startswith("No example images") and "gone" in note
     app = demo.build_app(served.model, examples, str(moved), note)
     assert note in json.dumps(app.config)
+
+
+def test_transformer_attention_word_by_word(small_shapes):
+    """The page's captioning is a plain function; the Transformer's attention comes as the LSTM's does."""
+    from captioner import config as config_lib
+    from captioner.data import coco
+    from captioner.inference import demo
+    from captioner.models.captioner import build_captioner
+
+    config = config_lib.preset("tiny", decoder="transformer", data_root=small_shapes, max_length=6)
+    model = build_captioner(config, ["a", "red", "blue", "square", "circle"])  # untrained: any words will do
+    path = coco.read_split(small_shapes, "test").examples[0].path
+    caption, rows, attention, timing = demo.describe(model, path, demo.page_decoding(model, min_length=3))
+    words = caption.split()
+    assert len(words) >= 3 and rows[0][1] == caption
+    # One map per step: each word's, and the end token's unless the caption ran to the last step (7: 6 words
+    # and the end).
+    assert [label for _, label in attention] == [f"{i}. {w}" for i, w in enumerate(words + ["<end>"], 1)][:7]
+    assert all(image.shape == (demo.PANEL_SIDE, demo.PANEL_SIDE, 3) and image.dtype == np.uint8
+               for image, _ in attention)
+    assert timing.startswith("greedy, at least 3 words: ")
+    with pytest.raises(demo.NotCaptioned, match="do not go together: .*top-p"):
+        demo.page_decoding(model, sample=True, top_p=1.5)
 
 
 def test_command_line_usage_errors(tmp_path, capsys):
@@ -242,13 +281,13 @@ def test_page_in_a_browser_fetches_nothing_from_outside(served, request, tmp_pat
 
 
 @pytest.mark.slow
-def test_command_serves_on_localhost_until_interrupted(request, quick_run):
-    needed(request, "gradio", "Gradio")
+def test_command_serves_on_localhost_until_interrupted(gradio_installed, quick_run, tmp_path):
     from captioner.inference.demo import free_port
 
     port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "captioner.demo", quick_run, "--port", str(port)],
-                               stderr=subprocess.PIPE, text=True)
+                               stderr=subprocess.PIPE, text=True,
+                               env=dict(os.environ, GRADIO_TEMP_DIR=str(tmp_path / "gradio")))
     try:
         lines = []
         deadline = time.time() + 180

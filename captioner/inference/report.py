@@ -212,22 +212,30 @@ def render(run_dir, evaluation, per_image, split, model, examples=12, decoding=N
             f"<style>{STYLE}</style></head><body>{''.join(sections)}</body></html>")
 
 
+def decoding_of(evaluation):
+    """The `Decoding` an evaluation's `metrics.json` was decoded with."""
+    from captioner.decoding.settings import Decoding
+
+    return Decoding.from_json({"beam_size": evaluation.get("beam_size", 1), "alpha": evaluation.get("length_penalty", 0),
+                               **evaluation.get("decoding_settings", {})})
+
+
 def write_report(run_dir, output=None, split_name="test", examples=12, batch_size=64, use_java=None,
-                 progress=True, evaluation_dir=None):
+                 progress=True, evaluation_dir=None, model=None):
     """Writes the report of a run to `output` (default `RUN_DIR/report.html`) and returns its path.
 
-    Its numbers come from the evaluation folder of the split under the model's decoding default
-    (`evaluation_dir`, default `RUN_DIR/eval-SPLIT-DECODING`), which is made first when there is none.
+    Its numbers come from the evaluation folder of the split (`evaluation_dir`, default the one under the
+    model's decoding default, `RUN_DIR/eval-SPLIT-DECODING`), which is made first when there is none; its
+    galleries are decoded as that evaluation was. `model`: the run's model if already loaded.
     """
     import captioner
     from captioner import files
     from captioner.console import log
-    from captioner.data import datasets
+    from captioner.data import datasets, imagefolder
     from captioner.evaluation import results_files, run_evaluation
 
-    model = captioner.load(run_dir, quiet=not progress)
-    decoding = model.default_decoding
-    evaluation_dir = evaluation_dir or os.path.join(run_dir, f"eval-{split_name}-{decoding.label()}")
+    model = model or captioner.load(run_dir, quiet=not progress)
+    evaluation_dir = evaluation_dir or os.path.join(run_dir, f"eval-{split_name}-{model.default_decoding.label()}")
     metrics_path = os.path.join(evaluation_dir, "metrics.json")
     if os.path.exists(metrics_path) and runs.read_json(metrics_path).get("split") == split_name:
         evaluation = runs.read_json(metrics_path)
@@ -243,10 +251,12 @@ def write_report(run_dir, output=None, split_name="test", examples=12, batch_siz
         per_image = rows
     config = runs.load_config(run_dir)
     root = evaluation.get("data_root") or datasets.existing_data_root(config)
-    karpathy = config.karpathy_json if root == config.data_root else None
-    split = datasets.read_split(config.dataset, root, split_name, karpathy, config.skip_missing_images)
+    own = root == config.data_root
+    split = datasets.read_split(config.dataset, root, split_name, config.karpathy_json if own else None,
+                                config.skip_missing_images,
+                                options=imagefolder.Options.of(config, run_dir) if own else None)
     split = dataclasses.replace(split, examples=[e for e in split.examples if e.image_id in per_image])
-    page = render(run_dir, evaluation, per_image, split, model, examples, decoding)
+    page = render(run_dir, evaluation, per_image, split, model, examples, decoding_of(evaluation))
     output = output or os.path.join(run_dir, "report.html")
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     with files.replacing(output) as temporary, open(temporary, "w", encoding="utf-8") as handle:
