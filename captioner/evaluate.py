@@ -10,7 +10,7 @@ The first captions a split with a trained model (by default the data it was
 trained on; `--data-root` with `--dataset` takes another root) and writes, into
 `RUN_DIR/eval-<split>-<decoding>/` (or `--output-dir`), `predictions.json` in
 the COCO results format, `per_image.json` and `metrics.json`. The others write
-into `NAME-eval/` beside the results file `NAME.json` (or `--output-dir`);
+into `NAME.EXT-eval/` beside the results file `NAME.EXT` (or `--output-dir`);
 a run folder's own files, or a `metrics.json` this command did not write, are
 never written over. Decoding is the
 model's recorded default (chosen on validation data when it was trained) unless
@@ -63,8 +63,8 @@ def main(argv=None):
     parser.add_argument("--annotations", help="COCO captions file that --results is scored against (or give "
                                               "--data-root [--dataset] [--split] [--karpathy-json])")
     parser.add_argument("--output-dir", help="where to write metrics.json, per_image.json and predictions.json "
-                                             "(default: RUN_DIR/eval-SPLIT-DECODING, or NAME-eval/ beside the "
-                                             "results file NAME.json)")
+                                             "(default: RUN_DIR/eval-SPLIT-DECODING, or NAME.EXT-eval/ beside the "
+                                             "results file NAME.EXT)")
     parser.add_argument("--no-java", action="store_true",
                         help="do not run Java: the PTB tokenizer and METEOR are skipped, the other metrics "
                              "computed on a Python tokenisation")

@@ -187,6 +187,9 @@ def test_chair_rates_on_hand_made_captions():
     truths = chair.ground_truth(truths, [["a man at a computer"], ["dogs"], []])
     assert truths[0] == {"person", "dining table", "laptop"} and truths[2] == {"bowl", "dining table"}
     assert chair.chair(captions, truths)[0]["chair_hallucinated_mentions"] == 2
+    # No caption names an object: CHAIR-i is undefined (None, "n/a" in the table), not a perfect 0.
+    empty = chair.chair(["a view of something", ""], [{"dog"}, set()])[0]
+    assert empty["chair_i"] is None and empty["chair_s"] == 0 and empty["chair_mentions"] == 0
     with pytest.raises(ValueError, match="2 captions but 1"):
         chair.chair(["a", "b"], [set()])
     with pytest.raises(ValueError, match="unknown CHAIR vocabulary 'coco'"):

@@ -267,6 +267,37 @@ def test_layouts_that_cannot_be_read_say_what_was_expected(trees, tmp_path):
     assert "no val split in the metadata: 2 of the train images" in reading.notes[0]
 
 
+def test_the_caption_commands_records_score_against_the_folders_split(trees, tmp_path, capsys):
+    """The caption command numbers a folder's files itself and writes their paths as given; evaluate finds
+    the split's own ids (hashed keys here) by path, and leaves out files that are not in the split."""
+    from captioner import evaluate
+
+    root, _ = trees["hf-jsonl"]
+    split = imagefolder.read(root).splits["test"]
+    assert sorted(os.path.relpath(e.path, root) for e in split.examples) == DERIVED_TEST
+    reference = {os.path.basename(e.path): e.captions[0] for e in split.examples}
+    names = sorted(os.listdir(os.path.join(root, "images")))
+    results = tmp_path / "captions.jsonl"
+    with open(results, "w") as handle:  # as `python -m captioner.caption tree/images captions.jsonl` writes
+        for number, name in enumerate(names, 1):
+            caption = reference.get(name, "a picture") if name != "img_0021.jpg" else "nothing like it at all"
+            handle.write(json.dumps({"path": f"tree/images/{name}", "image_id": number, "caption": caption}) + "\n")
+        handle.write(json.dumps({"path": "tree/images/broken.jpg", "image_id": 99, "caption": "",
+                                 "error": "empty file (0 bytes)"}) + "\n")
+    assert evaluate.main(["--results", str(results), "--dataset", "imagefolder", "--data-root", root,
+                          "--no-java"]) == 0
+    err = capsys.readouterr().err
+    assert f"{len(names) - 2} captioned files are not images of the test split: left out" in err
+    assert "1 records of files that could not be captioned are left out" in err
+    written = tmp_path / "captions.jsonl-eval"
+    metrics = json.load(open(written / "metrics.json"))
+    assert metrics["images"] == 2 and metrics["left_out_outside_split"] == len(names) - 2
+    ids = pinning.image_ids(DERIVED_TEST)
+    scores = {entry["image_id"]: entry["coco_cider_d"] for entry in json.load(open(written / "per_image.json"))}
+    assert set(scores) == set(ids.values())
+    assert scores[ids["images/img_0008.jpg"]] > scores[ids["images/img_0021.jpg"]] == 0  # its own reference
+
+
 @pytest.mark.slow
 def test_train_evaluate_and_a_self_critical_step_on_a_folder(trees, tmp_path, capsys):
     """One training step with the imagefolder preset (small_cnn, frozen, through the feature cache) writes
@@ -300,7 +331,7 @@ def test_train_evaluate_and_a_self_critical_step_on_a_folder(trees, tmp_path, ca
     json.dump([{"image_id": i, "caption": "a small red circle"} for i in ids.values()], open(results, "w"))
     assert evaluate.main(["--results", results, "--dataset", "imagefolder", "--data-root", root, "--splits-file",
                           os.path.join(run_dir, "splits.json"), "--no-java"]) == 0
-    assert json.load(open(tmp_path / "results-eval" / "metrics.json"))["images"] == 2
+    assert json.load(open(tmp_path / "results.json-eval" / "metrics.json"))["images"] == 2
     assert train.main(["--scst-from", run_dir, "--epochs", "1", "--steps-per-epoch", "1", "--search-images", "0",
                        "--batch-size", "8", "--quiet"]) == 0
     stage = json.load(open(run_dir + "-scst/metrics.json"))

@@ -172,9 +172,9 @@ def chair(captions, truths, vocabulary=DEFAULT_VOCABULARY):
             (list of captions -> lists of object keys, one per mention).
 
     Returns:
-        `(figures, hallucinated)`: figures is a dict with `chair_i` (hallucinated mentions / mentions,
-        0 when there are no mentions), `chair_s` (captions with a hallucinated mention / captions) and the
-        counts `chair_mentions`, `chair_hallucinated_mentions`, `chair_captions`,
+        `(figures, hallucinated)`: figures is a dict with `chair_i` (hallucinated mentions / mentions;
+        None when no caption mentions an object: undefined, not a perfect score), `chair_s` (captions
+        with a hallucinated mention / captions) and the counts `chair_mentions`, `chair_hallucinated_mentions`, `chair_captions`,
         `chair_hallucinated_captions`; hallucinated is a list (one per caption) of the hallucinated
         object keys, one per hallucinated mention.
     """
@@ -187,7 +187,7 @@ def chair(captions, truths, vocabulary=DEFAULT_VOCABULARY):
     total = sum(map(len, mentions))
     wrong = sum(map(len, hallucinated))
     wrong_captions = sum(1 for names in hallucinated if names)
-    figures = {"chair_i": wrong / total if total else 0.0, "chair_s": wrong_captions / len(captions),
+    figures = {"chair_i": wrong / total if total else None, "chair_s": wrong_captions / len(captions),
                "chair_mentions": total, "chair_hallucinated_mentions": wrong,
                "chair_captions": len(captions), "chair_hallucinated_captions": wrong_captions}
     return figures, hallucinated

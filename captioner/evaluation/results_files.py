@@ -54,7 +54,49 @@ def _records(records, path):
     if not all(isinstance(r, dict) and "image_id" in r and "caption" in r for r in records):
         raise DatasetError(f"{path}: a record lacks image_id or caption; expected {FORMS}")
     failed = [r for r in records if r.get("error")]
-    return [{"image_id": r["image_id"], "caption": r["caption"]} for r in records if not r.get("error")], len(failed)
+    return [{"image_id": r["image_id"], "caption": r["caption"], **({"path": r["path"]} if r.get("path") else {})}
+            for r in records if not r.get("error")], len(failed)
+
+
+def _parts(path):
+    return os.path.normpath(path).replace("\\", "/").split("/")
+
+
+def match_paths(entries, examples):
+    """The entries with the image ids of the split's `examples` (`coco.Example`), found by file path, and the
+    number of entries left out because their file is not an image of the split.
+
+    The caption command numbers the files of a folder itself (a name that is a number, as in MS COCO,
+    keeps it), and writes each record's path as it was given, relative to wherever it ran; the split's
+    ids are the dataset's own (Flickr photo ids, hashed keys of an image folder). So a record's file is
+    matched to the example whose path ends with the same folders and name: the name alone where it is
+    unique in the split, more of the path where it is not. Entries without a path (`path`, or
+    `file_name` in a COCO results list) keep their ids.
+    """
+    def path_of(entry):
+        return (entry.get("path") or entry.get("file_name")) if isinstance(entry, dict) else None
+
+    if not any(path_of(e) for e in entries):
+        return entries, 0
+    by_name = {}
+    for example in examples:
+        by_name.setdefault(_parts(example.path)[-1], []).append((_parts(example.path), example.image_id))
+    matched, outside = [], 0
+    for entry in entries:
+        if not path_of(entry):
+            matched.append(entry)
+            continue
+        parts = _parts(str(path_of(entry)))
+        candidates = by_name.get(parts[-1], [])
+        depth = 1
+        while len(candidates) > 1 and depth < len(parts):
+            depth += 1
+            candidates = [(c, i) for c, i in candidates if c[-depth:] == parts[-depth:]]
+        if len(candidates) == 1:
+            matched.append({**entry, "image_id": candidates[0][1]})
+        else:
+            outside += 1
+    return matched, outside
 
 
 def check_ids(entries, references, source):
@@ -67,9 +109,9 @@ def check_ids(entries, references, source):
 
 
 def default_output_dir(results_path):
-    """`NAME-eval/` beside a results file `NAME.ext`: a folder of the evaluation's own."""
-    stem, _ = os.path.splitext(os.path.abspath(results_path))
-    return f"{stem}-eval"
+    """`NAME.EXT-eval/` beside a results file `NAME.EXT`: a folder of the evaluation's own (the extension
+    kept, so that `captions.csv` and `captions.json` beside each other do not share one)."""
+    return f"{os.path.abspath(results_path)}-eval"
 
 
 def check_output_dir(output_dir):

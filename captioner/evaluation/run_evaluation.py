@@ -77,7 +77,8 @@ def evaluate_run(run_dir, split_name="test", data_root=None, dataset=None, karpa
     for image_id, scores in per_image.items():
         scores["caption"] = captions[image_id]
     return (metrics, per_image, scoring.to_json_outputs(outputs),
-            os.path.join(run_dir, f"eval-{split_name}-{decoding.label()}"))
+            os.path.join(run_dir, f"eval-{split_name}-{decoding.label()}"
+                         + (f"-max{max_length}" if max_length and max_length != model.decoder.max_length else "")))
 
 
 def _folder_options(config, run_dir, data_root, dataset, given):
@@ -125,14 +126,22 @@ def score_results_file(results, annotations=None, data_root=None, dataset=None, 
         against = annotations
     else:
         if data_root is None and options is not None and options.captions:  # imagefolder: the captions' folder
-            data_root = os.path.dirname(os.path.abspath(options.captions))
+            data_root = imagefolder.root_of(options.captions)
         split = datasets.read_split(dataset or "coco", data_root, split_name, karpathy_json, options=options)
         references = scoring.references_of(split)
         against = f"{data_root} ({dataset or 'coco'}, {split_name} split)"
     entries, failed = results_files.read_results(results)
     if failed:
         log(f"{results}: {failed} records of files that could not be captioned are left out")
+    outside = 0
+    if not annotations:  # the caption command's records name their files: the split's ids are found by path
+        entries, outside = results_files.match_paths(entries, split.examples)
+        if outside:
+            log(f"{results}: {outside} captioned files are not images of the {split_name} split: left out")
     predictions = results_files.check_ids(entries, references, results)
+    if len(predictions) < len(references):
+        log(f"{results} captions {len(predictions)} of the {len(references)} images of {against}: the metrics are "
+            f"over those {len(predictions)}, as the COCO evaluation computes them")
     metrics, per_image = scoring.score_predictions({i: references[i] for i in predictions}, predictions, use_java)
     if not annotations:  # CHAIR, as a run's evaluation gives it, where the split has instance annotations
         found = scoring.shapes_instances(data_root, split.name)
@@ -144,7 +153,7 @@ def score_results_file(results, annotations=None, data_root=None, dataset=None, 
             per_image[image_id]["chair_hallucinated"] = names
     metrics.update({"results": os.path.abspath(results), "annotations": against, "images": len(predictions),
                     "empty_captions": sum(c == coco_eval.EMPTY for c in predictions.values()),
-                    "left_out_records": failed,
+                    "left_out_records": failed, "left_out_outside_split": outside,
                     "split": os.path.basename(annotations) if annotations else split_name,
                     "decoding": "given", "scale": coco_eval.SCALE})
     return metrics, per_image

@@ -265,7 +265,8 @@ def format_table(metrics):
                      f"({metrics['pointing_words']} colour/shape words)")
     if "chair_i" in metrics:
         lines.append("Object hallucination (CHAIR, Rohrbach et al. 2018; 0-1, lower is better)")
-        lines.append(f"  CHAIR-i    {metrics['chair_i']:.4f} ({metrics['chair_hallucinated_mentions']} of "
+        chair_i = "n/a" if metrics["chair_i"] is None else f"{metrics['chair_i']:.4f}"
+        lines.append(f"  CHAIR-i    {chair_i} ({metrics['chair_hallucinated_mentions']} of "
                      f"{metrics['chair_mentions']} object mentions hallucinated)")
         lines.append(f"  CHAIR-s    {metrics['chair_s']:.4f} ({metrics['chair_hallucinated_captions']} of "
                      f"{metrics['chair_captions']} captions with one)")
