@@ -6,8 +6,10 @@
     captioner export ...     python -m captioner.export ...
     captioner check ...      python -m captioner.data.check ...
     captioner report ...     python -m captioner.report ...
+    captioner demo ...       python -m captioner.demo ...
 """
 
+import difflib
 import importlib
 import sys
 
@@ -17,6 +19,7 @@ COMMANDS = {  # name: (module, what it does)
     "caption": ("captioner.caption", "caption a folder of images, or one image, with a trained model"),
     "evaluate": ("captioner.evaluate", "score a trained model, or a results file, with the COCO caption metrics"),
     "report": ("captioner.report", "write a run's report: one HTML page of its metrics and example captions"),
+    "demo": ("captioner.demo", "try a model in a web page on this machine (needs pip install -e \".[demo]\")"),
     "export": ("captioner.export", "write a trained model for serving: image bytes in, captions out"),
 }
 
@@ -39,7 +42,9 @@ def main(argv=None):
         print(f"captioner {__version__}")
         return 0
     if argv[0] not in COMMANDS:
-        print(f"{usage()}\n\ncaptioner: unknown command {argv[0]!r}", file=sys.stderr)
+        close = difflib.get_close_matches(argv[0], COMMANDS, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        print(f"{usage()}\n\ncaptioner: unknown command {argv[0]!r}{hint}", file=sys.stderr)
         return 2
     command = importlib.import_module(COMMANDS[argv[0]][0])
     sys.argv[0] = f"captioner {argv[0]}"

@@ -25,10 +25,12 @@ def quiet_tensorflow(verbose=False):
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    if "tensorflow" in sys.modules:
-        return
-    with silenced_stderr():
-        import tensorflow  # noqa: F401
+    if "tensorflow" not in sys.modules:
+        with silenced_stderr():
+            import tensorflow  # noqa: F401
+    import tensorflow as tf
+
+    tf.get_logger().setLevel("ERROR")  # retracing and deprecation notes are for developers, not users
 
 
 @contextlib.contextmanager

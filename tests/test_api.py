@@ -30,6 +30,16 @@ def test_load_says_what_the_model_knows_and_caption_takes_what_people_have(quick
         model.generate(batch, beam_size=1)
     normalised = normalize_image(batch, model.normalization)
     assert model.generate(normalised, beam_size=1)["captions"][0].numpy().decode() == one["caption"]
+    # Decoding controls as the commands have them, and the n-best list.
+    nbest = model.caption(path, beam_size=3, num_captions=3)
+    texts = [c["caption"] for c in nbest["captions"]]
+    assert len(set(texts)) == 3 and texts[0] == nbest["caption"] and nbest["captions"][0]["score"] == nbest["score"]
+    assert [c["score"] for c in nbest["captions"]] == sorted((c["score"] for c in nbest["captions"]), reverse=True)
+    drawn = [model.caption(path, sample=True, seed=5, num_captions=2) for _ in range(2)]
+    assert drawn[0] == drawn[1] and len(drawn[0]["captions"]) == 2
+    assert model.caption([]) == []
+    with pytest.raises(ValueError, match="greedy"):
+        model.caption(path, beam_size=1, alpha=0.6)
     with pytest.raises(ValueError, match="caption\\(\\) takes uint8 pixels"):
         model.caption(pixels.astype(np.float32))
     with pytest.raises(ValueError, match="no-such.jpg"):
@@ -42,7 +52,7 @@ def test_python_m_captioner_lists_the_commands():
     for command in ("check", "train", "caption", "evaluate", "report", "export"):
         assert f"\n  {command} " in listed.stdout
     unknown = subprocess.run([sys.executable, "-m", "captioner", "trian"], capture_output=True, text=True, timeout=60)
-    assert unknown.returncode == 2 and "unknown command 'trian'" in unknown.stderr
+    assert unknown.returncode == 2 and "unknown command 'trian'" in unknown.stderr and "'train'" in unknown.stderr
     helped = subprocess.run([sys.executable, "-m", "captioner", "caption", "--help"], capture_output=True, text=True,
                             timeout=60)
     assert helped.returncode == 0 and "--beam-size" in helped.stdout and "(default: None)" not in helped.stdout

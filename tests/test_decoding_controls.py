@@ -215,6 +215,7 @@ def test_truncation_keeps_the_nucleus():
     np.testing.assert_array_equal(np.isfinite(truncate(log_probs, top_p=0.6).numpy()) &
                                   (truncate(log_probs, top_p=0.6).numpy() > -1e8), [[False, True, True, False]])
     np.testing.assert_array_equal(truncate(log_probs, top_k=3).numpy() > -1e8, [[False, True, True, True]])
+    np.testing.assert_array_equal(truncate(log_probs, top_k=50).numpy(), log_probs.numpy())  # K above V: all words
 
 
 def test_a_seed_repeats_the_same_samples_and_another_seed_differs():
@@ -279,3 +280,16 @@ def test_diversity_makes_the_groups_differ():
     assert len(first_words(diverse)) >= len(first_words(plain))
     distinct = lambda result: [len({tuple(as_words(t)) for t in result["tokens"][row]}) for row in range(ROWS)]  # noqa: E731
     assert distinct(diverse) == [4] * ROWS  # n-best across groups are distinct captions
+
+
+def test_no_caption_runs_past_its_most_words():
+    looping = Constraints(END, BANNED + (END,))  # the end token banned: captions would never end
+    capped = Constraints(END, BANNED, max_words=2)  # at most 2 words, then only the end token
+    for constraints, ended in ((looping, False), (capped, True)):
+        greedy = greedy_search(next_fn, {}, initial_state(), ROWS, 3, START, END, constraints=constraints)
+        beams = beam_search(next_fn, {}, initial_state(), ROWS, 2, 3, START, END, constraints=constraints)
+        drawn = sample(next_fn, {}, initial_state(), ROWS, 3, START, END, constraints=capped if ended else looping,
+                       seed=1)
+        for tokens in [greedy["tokens"], drawn["tokens"], beams["tokens"][:, 0]]:
+            ends = [list(row).index(END) if END in row else None for row in np.asarray(tokens)]
+            assert all(end is not None and end <= 2 for end in ends) if ended else ends == [None] * ROWS, ends

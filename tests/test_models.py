@@ -156,9 +156,11 @@ def test_beam_decoding_through_the_model(decoder):
     inputs = np.where(np.cumsum(tokens == tk.END_ID, axis=1) - (tokens == tk.END_ID) > 0, 0, inputs)
     memory = model.decoder.prepare(model.encoder(images))
     logits, _ = model.decoder.decode_sequence(tf.constant(inputs, tf.int32), memory)
-    # Scores are log-probabilities over the words decoding may emit (never padding or start).
+    # Scores are log-probabilities over the words decoding may emit (never padding or start); after max_length
+    # words only the end token may come, so there its log-probability is 0.
     allowed = decoding.log_probabilities(logits, (tk.PAD_ID, tk.START_ID))
     log_probs = tf.gather(allowed, tokens, batch_dims=2).numpy()
+    log_probs[:, model.decoder.max_length] = 0.0
     rescored = (log_probs * (inputs != 0)).sum(1)
     np.testing.assert_allclose(rescored, scores[:, 0], rtol=1e-4, atol=1e-4)
 
@@ -176,10 +178,11 @@ def test_decoding_never_emits_padding_or_start_and_keeps_unknown_words_in_place(
         result = model.generate(batch()["images"], beam_size=beam_size)
         tokens = np.asarray(result["tokens"])
         assert not np.isin(tokens, [tk.START_ID]).any()
-        assert np.all(tokens == tk.UNK_ID), tokens  # every step: the best allowed word, <unk>
+        # Every step the best allowed word, <unk>, up to max_length words; then the end token, the only one left.
+        assert np.all(tokens[:, :-1] == tk.UNK_ID) and np.all(tokens[:, -1] == tk.END_ID), tokens
         for caption in result["captions"].numpy():
             # Word i of the caption is step i: the attention figures and pointing pair them so.
-            assert caption.decode().split() == ["<unk>"] * tokens.shape[1]
+            assert caption.decode().split() == ["<unk>"] * model.decoder.max_length
 
 
 def test_detokenize_keeps_unknown_words_and_drops_padding_and_start():
@@ -251,5 +254,20 @@ def test_a_beam_size_given_alone_keeps_the_recorded_alpha_only_for_the_recorded_
     assert model.decoding_settings(beam_size=3) == Decoding(3, 0.0)  # alpha 1.0 was chosen for beam 5, not 3
     assert "no length penalty" in model.decoding_source(beam_size=3)
     assert model.decoding_settings(alpha=0.6) == Decoding(5, 0.6)
-    assert model.decoding_settings(beam_size=1, alpha=0.6) == Decoding()  # greedy has no length penalty
+    assert model.decoding_settings(beam_size=1, alpha=0.0) == Decoding()
+    with pytest.raises(ValueError, match="greedy"):  # greedy has no length penalty: not silently dropped
+        model.decoding_settings(beam_size=1, alpha=0.6)
     assert model.decoding_source(beam_size=3, alpha=0.0) == "as given"
+
+
+def test_decodings_that_differ_are_labelled_apart():
+    """Evaluation folders are named by `label()`: two settings that decode differently never share one."""
+    settings = [Decoding(), Decoding(3), Decoding(3, 0.6), Decoding(4, beam_groups=2, diversity_strength=0.5),
+                Decoding(4, beam_groups=2, diversity_strength=1.0), Decoding(3, num_captions=3),
+                Decoding(sample=True, seed=1), Decoding(sample=True, seed=2), Decoding(sample=True, top_k=5),
+                Decoding(3, ban_words=("red",)), Decoding(3, ban_words=("blue",)), Decoding(3, min_length=2),
+                Decoding(3, no_repeat_ngram_size=3), Decoding(3, repetition_penalty=1.2)]
+    labels = [setting.label() for setting in settings]
+    assert len(set(labels)) == len(labels), labels
+    assert Decoding(3, ban_words=("a", "b")).label() == Decoding(3, ban_words=("b", "a")).label()
+    assert all(label.replace("-", "").replace(".", "").isalnum() for label in labels)  # safe in a folder name

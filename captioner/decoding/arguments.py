@@ -3,12 +3,17 @@
 No TensorFlow is imported here, so `--help` and usage errors stay instant.
 """
 
+import argparse
+
 CONTROLS = ("num_captions", "min_length", "no_repeat_ngram_size", "repetition_penalty", "ban_words", "sample",
             "temperature", "top_k", "top_p", "seed", "beam_groups", "diversity_strength")
 
 
 def _words(text):
-    return tuple(word.strip() for word in text.split(",") if word.strip())
+    words = tuple(word.strip() for word in text.split(",") if word.strip())
+    if not words:
+        raise argparse.ArgumentTypeError(f"no words in {text!r}: give comma-separated words, e.g. red,blue")
+    return words
 
 
 def add_arguments(parser):

@@ -10,7 +10,9 @@ logits processors, so each rule means the same under every strategy:
 - `no_repeat_ngram_size` n: a word that would complete an n-gram already in
   the caption is banned;
 - `repetition_penalty` R >= 1 (CTRL, Keskar et al. 2019): the logit of a word
-  already in the caption is divided by R if positive, multiplied by R if not.
+  already in the caption is divided by R if positive, multiplied by R if not;
+- `max_words`: after that many words only the end token may come, so a caption
+  never runs past `--max-length`.
 
 The step's log-probabilities are then the log-softmax of the processed logits
 over the words still allowed, so they sum to one: the scores of captions under
@@ -32,9 +34,12 @@ class Constraints:
         min_length: int, words before the end token may come (0: no limit).
         no_repeat_ngram_size: int, n (0: off).
         repetition_penalty: float >= 1 (1: off).
+        max_words: int or None, the most words a caption has: at that step only the end token is allowed.
     """
 
-    def __init__(self, end_id, banned_ids=(), min_length=0, no_repeat_ngram_size=0, repetition_penalty=1.0):
+    def __init__(self, end_id, banned_ids=(), min_length=0, no_repeat_ngram_size=0, repetition_penalty=1.0,
+                 max_words=None):
+        self.max_words = None if max_words is None else int(max_words)
         self.end_id = int(end_id)
         self.banned_ids = tuple(sorted({int(i) for i in banned_ids}))
         self.min_length = int(min_length)
@@ -69,6 +74,8 @@ class Constraints:
             banned |= too_short & tf.equal(tf.range(vocabulary), self.end_id)[None]
         if self.no_repeat_ngram_size > 0:
             banned |= self._repeated_ngram_ends(tokens, step, vocabulary) > 0
+        if self.max_words is not None:  # a caption has at most this many words: then only the end token
+            banned |= (tf.cast(step, tf.int32) >= self.max_words) & tf.not_equal(tf.range(vocabulary), self.end_id)[None]
         return tf.nn.log_softmax(tf.where(banned, tf.constant(NEG_INF, tf.float32), logits))
 
     @staticmethod

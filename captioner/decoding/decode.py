@@ -28,10 +28,10 @@ def banned_ids(tokenizer, words):
     return tuple(known[w] for w in words)
 
 
-def constraints_of(tokenizer, decoding):
-    """The `Constraints` of a `Decoding` for a model's tokenizer."""
+def constraints_of(tokenizer, decoding, max_words=None):
+    """The `Constraints` of a `Decoding` for a model's tokenizer (captions of at most `max_words` words)."""
     return Constraints(tokenizer_lib.END_ID, SPECIAL + banned_ids(tokenizer, decoding.ban_words),
-                       decoding.min_length, decoding.no_repeat_ngram_size, decoding.repetition_penalty)
+                       decoding.min_length, decoding.no_repeat_ngram_size, decoding.repetition_penalty, max_words)
 
 
 def _repeat_rows(tensor, count):
@@ -57,7 +57,7 @@ def decode(decoder, tokenizer, features, decoding, length, alpha=None):
         (N = `decoding.num_captions`). Beam search also returns its whole beam (`beam_captions [B, K]`, ...).
     """
     alpha = decoding.alpha if alpha is None else alpha
-    constraints = constraints_of(tokenizer, decoding)
+    constraints = constraints_of(tokenizer, decoding, max_words=length - 1)
     memory = decoder.prepare(features)
     batch = tf.shape(features)[0]
     ids = dict(start_id=tokenizer_lib.START_ID, end_id=tokenizer_lib.END_ID, constraints=constraints)

@@ -10,7 +10,8 @@ def truncate(log_probs, top_k=0, top_p=1.0):
     """`[N, V]` log-probabilities with all but the `top_k` most likely words, then all but the smallest set
     whose probability reaches `top_p` (nucleus sampling, Holtzman et al. 2020), made impossible."""
     if top_k:
-        kth = tf.math.top_k(log_probs, k=top_k).values[:, -1:]
+        k = tf.minimum(top_k, tf.shape(log_probs)[-1])  # a K above the vocabulary keeps every word
+        kth = tf.math.top_k(log_probs, k=k).values[:, -1:]
         log_probs = tf.where(log_probs < kth, tf.constant(NEG_INF, log_probs.dtype), log_probs)
     if top_p < 1.0:
         order = tf.argsort(log_probs, axis=-1, direction="DESCENDING")

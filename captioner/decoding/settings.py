@@ -7,6 +7,7 @@ evaluation.scoring.caption_settings`), and it names itself (`describe`).
 """
 
 import dataclasses
+import hashlib
 import typing
 
 
@@ -146,19 +147,23 @@ class Decoding:
         return ", ".join(parts)
 
     def label(self):
-        """A short name for folders: "greedy", "beam3-alpha0.6", "sample-t0.8-p0.9-nr3"."""
+        """A short name for folders, different for different settings: "greedy", "beam3-alpha0.6",
+        "sample-t0.8-p0.9-seed7", "beam4-groups2-div0.5-norepeat3-ban3f2a1c" (a hash of the banned words)."""
         if self.sample:
             name = f"sample-t{self.temperature:g}" + (f"-k{self.top_k}" if self.top_k else "") + (
-                f"-p{self.top_p:g}" if self.top_p < 1 else "")
+                f"-p{self.top_p:g}" if self.top_p < 1 else "") + ("" if self.seed is None else f"-seed{self.seed}")
         elif self.beam_size == 1:
             name = "greedy"
         else:
             name = f"beam{self.beam_size}" + (f"-alpha{self.alpha:g}" if self.alpha else "") + (
-                f"-groups{self.beam_groups}" if self.beam_groups > 1 else "")
+                f"-groups{self.beam_groups}-div{self.diversity_strength:g}" if self.beam_groups > 1 else "")
+        name += f"-n{self.num_captions}" if self.num_captions > 1 else ""
         name += f"-min{self.min_length}" if self.min_length else ""
         name += f"-norepeat{self.no_repeat_ngram_size}" if self.no_repeat_ngram_size else ""
         name += f"-rep{self.repetition_penalty:g}" if self.repetition_penalty != 1 else ""
-        name += "-ban" if self.ban_words else ""
+        if self.ban_words:
+            words = ",".join(sorted(set(self.ban_words))).encode("utf-8")
+            name += "-ban" + hashlib.sha1(words).hexdigest()[:6]
         return name
 
 

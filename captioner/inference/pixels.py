@@ -38,16 +38,27 @@ def to_pixels(image):
     return array
 
 
-def caption(model, images, beam_size=None, alpha=None, max_length=None, batch_size=32):
+def caption(model, images, beam_size=None, alpha=None, max_length=None, batch_size=32, decoding=None,
+            **controls):
     """`Captioner.caption`: see there."""
     single = not isinstance(images, (list, tuple))
     items = [images] if single else list(images)
+    if not items:
+        return []
+    if decoding is None:
+        decoding = model.decoding_settings(beam_size, alpha, **controls)
     prepared = [normalize_image(resize_image(to_pixels(item), model.image_size), model.normalization).numpy()
                 for item in items]
     results = []
     for start in range(0, len(prepared), batch_size):
-        output = model.generate(np.stack(prepared[start:start + batch_size]), beam_size=beam_size,
-                                max_length=max_length, alpha=alpha)
-        results.extend({"caption": text.decode("utf-8"), "score": float(score)}
-                       for text, score in zip(output["captions"].numpy(), output["scores"].numpy()))
+        output = model.generate(np.stack(prepared[start:start + batch_size]), max_length=max_length,
+                                decoding=decoding)
+        for row, (text, score) in enumerate(zip(output["captions"].numpy(), output["scores"].numpy())):
+            result = {"caption": text.decode("utf-8"), "score": float(score)}
+            if decoding.num_captions > 1:
+                result["captions"] = [
+                    {"caption": t.decode("utf-8"), "score": float(s), "log_prob": float(lp)}
+                    for t, s, lp in zip(*(output[f"nbest_{key}"][row].numpy()
+                                          for key in ("captions", "scores", "log_probs")))]
+            results.append(result)
     return results[0] if single else results

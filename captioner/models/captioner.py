@@ -156,6 +156,7 @@ class Captioner(DistributedFitMixin, keras.Model):
         Raises ValueError for settings that do not go together.
         """
         default = self.default_decoding
+        given_alpha = alpha
         controls = {key: value for key, value in controls.items() if value is not None}
         if controls.get("sample"):
             beam_size = 1 if beam_size is None else beam_size
@@ -166,6 +167,9 @@ class Captioner(DistributedFitMixin, keras.Model):
         if int(beam_size) != default.beam_size and "beam_groups" not in controls:
             controls.setdefault("beam_groups", 1)
             controls.setdefault("diversity_strength", 0.0)
+        if given_alpha and int(beam_size) == 1 and not controls.get("sample", default.sample):
+            raise ValueError(f"--alpha {given_alpha:g} is beam search's length penalty, and this decoding is greedy "
+                             "(beam size 1): give --beam-size 2 or more with it")
         setting = dataclasses.replace(default, beam_size=int(beam_size), alpha=float(alpha), **controls)
         return setting.validated(self.decoder.longest_caption)
 
@@ -208,20 +212,26 @@ class Captioner(DistributedFitMixin, keras.Model):
             check_normalised(images, self.normalization)
         return self.generate_from_features(self.encode(images), beam_size, max_length, alpha, decoding, **controls)
 
-    def caption(self, images, beam_size=None, alpha=None, max_length=None, batch_size=32):
+    def caption(self, images, beam_size=None, alpha=None, max_length=None, batch_size=32, decoding=None,
+                **controls):
         """Captions of images as people have them: file paths, PIL images or uint8 arrays `[H, W, 3]`.
 
         Each is read as `python -m captioner.caption` reads files (EXIF
         orientation, transparency onto white, greyscale to RGB), resized and
         normalised for this model. One image gives one dict, a list a list.
+        The decoding is the model's recorded default changed by `beam_size`,
+        `alpha` and `controls` (`num_captions=3`, `no_repeat_ngram_size=3`,
+        `sample=True, top_p=0.9, seed=1`, ...: see `decoding_settings`), or a
+        whole `decoding` (`captioner.decoding.settings.Decoding`).
 
         Returns:
             `{"caption": str, "score": float}` per image (the score: the caption's log-probability,
-            length-normalised under beam search with a length penalty).
+            length-normalised under beam search with a length penalty); with `num_captions` above 1 also
+            `"captions"`, the n-best `[{"caption", "score", "log_prob"}]`, best first.
         """
         from captioner.inference import pixels
 
-        return pixels.caption(self, images, beam_size, alpha, max_length, batch_size)
+        return pixels.caption(self, images, beam_size, alpha, max_length, batch_size, decoding, **controls)
 
     def encode(self, images=None, regions=None):
         """Region features `[B, P, D]` of normalised `images`, or of cached backbone `regions [B, P, C]`
