@@ -177,6 +177,17 @@ class Config:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
+            raise ValueError(f"steps_per_epoch must be at least 1 (or none: the whole split), got {self.steps_per_epoch}")
+        for name in ("learning_rate", "clipnorm"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be above 0, got {getattr(self, name)}")
+        for name in ("patience", "warmup_steps", "shapes_seed", "seed"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be 0 or more, got {getattr(self, name)}")
+        if len(self.shapes_splits) != 3 or min(self.shapes_splits) < 1:
+            raise ValueError(f"shapes_splits must be 3 counts of at least 1 (train, val, test), got "
+                             f"{' '.join(map(str, self.shapes_splits))}")
         if self.model_dim % self.num_heads:
             raise ValueError(f"model_dim ({self.model_dim}) must be divisible by num_heads ({self.num_heads})")
         if self.encoder_weights is not None and not isinstance(self.encoder_weights, str):

@@ -73,7 +73,10 @@ def locked(run_dir):
     left by a killed process never blocks. `RUN_DIR/.lock` exists while the folder
     is held; a folder this process created and wrote nothing into is removed again.
     """
-    created = not os.path.exists(run_dir)
+    created, folder = [], os.path.abspath(run_dir)
+    while not os.path.exists(folder):  # the folders this process makes (runs/ as well on a first run)
+        created.append(folder)
+        folder = os.path.dirname(folder)
     os.makedirs(run_dir, exist_ok=True)
     try:
         with files.exclusive(os.path.join(run_dir, LOCK)):
@@ -83,8 +86,9 @@ def locked(run_dir):
             f"{run_dir} is in use: {error.who} is training into it. Wait for it to finish or stop it "
             "(a process that was killed does not hold the folder), or choose another --run-dir") from None
     finally:
-        if created and os.path.isdir(run_dir) and not os.listdir(run_dir):
-            os.rmdir(run_dir)
+        for folder in created:  # innermost first: what this process made and left empty goes
+            if os.path.isdir(folder) and not os.listdir(folder):
+                os.rmdir(folder)
 
 
 def problem_with(run_dir):
@@ -129,6 +133,12 @@ def load(run_dir):
 
 def load_config(run_dir):
     return config_lib.load(os.path.join(run_dir, CONFIG))
+
+
+def default_name(config):
+    """`<preset>-<decoder>` ("shapes-lstm", "tiny-transformer"), or the preset alone where it names its decoder
+    ("coco-lstm", not "coco-lstm-lstm")."""
+    return config.preset if config.preset.endswith(f"-{config.decoder}") else f"{config.preset}-{config.decoder}"
 
 
 def choose_run_dir(base):

@@ -68,7 +68,7 @@ def main(argv=None):
     from captioner.training import cross_entropy, run
     from captioner.data.coco import DatasetError
 
-    run_dir = args.run_dir or runs.choose_run_dir(os.path.join("runs", f"{config.preset}-{config.decoder}"))
+    run_dir = args.run_dir or runs.choose_run_dir(os.path.join("runs", runs.default_name(config)))
     print(f"Run folder: {run_dir}", file=sys.stderr)
     try:
         metrics = cross_entropy.train(config, run_dir, verbose=2 if args.quiet else 1, distribute=args.distribute)

@@ -27,6 +27,7 @@ SESSION_HOME = tempfile.mkdtemp(prefix="captioner-tests-")
 os.environ["CAPTIONER_DATA"] = os.path.join(SESSION_HOME, "data")
 os.environ["KERAS_HOME"] = os.path.join(SESSION_HOME, "keras")
 os.environ["MPLCONFIGDIR"] = os.path.join(SESSION_HOME, "matplotlib")
+os.environ["XDG_CACHE_HOME"] = os.path.join(SESSION_HOME, "cache")  # the image check's answers
 os.environ["PYTHONPATH"] = ROOT + (os.pathsep + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else "")
 # Keep TensorFlow's C++ logging out of test output.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -85,3 +85,14 @@ def test_a_failed_weights_download_ends_in_a_clear_error(tmp_path, small_shapes,
     assert "Traceback" not in error
     # Nothing was written, so the suggested `--encoder-weights none` can use the same run folder.
     assert not (tmp_path / "run").exists()
+
+
+def test_default_run_folders_name_the_preset_and_its_decoder_once():
+    from captioner import runs
+
+    def name(preset, **more):
+        return runs.default_name(config_lib.Config(**{**config_lib.PRESETS[preset], "preset": preset, **more}))
+
+    assert name("shapes") == "shapes-lstm" and name("tiny", decoder="transformer") == "tiny-transformer"
+    assert name("coco-lstm") == "coco-lstm" and name("imagefolder-transformer") == "imagefolder-transformer"
+    assert name("coco-lstm", decoder="transformer") == "coco-lstm-transformer"  # the flag changed the decoder

@@ -91,7 +91,7 @@ def with_absolute_paths(config, run_dir=None):
     if root is None and config.dataset == "shapes":
         root = shapes.default_root(_shapes_params(config))
     if root is None and config.dataset == "imagefolder" and config.captions:
-        root = os.path.dirname(absolute(config.captions))
+        root = imagefolder.root_of(config.captions)
     splits_file = config.splits_file
     if splits_file is None and config.dataset == "imagefolder" and run_dir:
         splits_file = os.path.join(run_dir, imagefolder.SPLITS_FILE)
@@ -106,7 +106,7 @@ def data_root(config):
     """The dataset root of `config`; for Shapes, written first if it is not there yet (training only)."""
     root = config.data_root
     if root is None and config.dataset == "imagefolder" and config.captions:
-        root = os.path.dirname(os.path.abspath(config.captions))  # the folder of the captions file
+        root = imagefolder.root_of(config.captions)
     if config.dataset == "shapes":
         params = _shapes_params(config)
         default = shapes.default_root(params)
@@ -126,7 +126,7 @@ def existing_data_root(config):
     if config.dataset == "shapes" and root is None:
         root = shapes.default_root(_shapes_params(config))
     if root is None and config.dataset == "imagefolder" and config.captions:
-        root = os.path.dirname(os.path.abspath(config.captions))
+        root = imagefolder.root_of(config.captions)
     if root is None or not os.path.isdir(root):
         fix = "pass --data-root"
         if config.dataset == "shapes":

@@ -5,8 +5,9 @@ TensorFlow's `jpeg::Uncompress failed`, naming no file. `check` reads every
 image of a split once when a training run, a feature-cache build or an
 evaluation starts: the file is opened and fully decoded (JPEGs at an eighth of
 their size, which still reads every byte of their compressed data), by a few
-threads, and the answers are kept in a small cache keyed by each file's path,
-size and modification time, so a rerun pays only a `stat` per image.
+threads, and the answers are kept in a small cache (`cache_home()`, in the
+user's cache folder) keyed by each file's path, size and modification time, so
+a rerun pays only a `stat` per image.
 
 Decoding uses Pillow, which reports problems as exceptions and prints nothing;
 its libjpeg and libpng are those TensorFlow decodes with. Where the pipeline
@@ -18,15 +19,16 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import hashlib
+import io
 import json
 import os
+import re
 import warnings
 
 from PIL import Image
 
 from captioner import files
 from captioner.console import Progress, log
-from captioner.data import data_home
 from captioner.data.coco import DatasetError
 
 MAX_PIXELS = 100_000_000  # the same limit as captioning people's images (`captioner.data.images`)
@@ -46,41 +48,80 @@ class Problem:
     reason: str
 
 
-def check_file(path):
-    """None if `path` is an image that decodes fully, else the reason it does not (str)."""
+EMPTY = "empty file (0 bytes)"
+NOT_AN_IMAGE = "not an image, or its header is corrupt"
+TRUNCATED = "truncated: the file ends before its image data does (an interrupted copy or download?)"
+
+
+def too_large(width, height):
+    return f"image too large ({width} x {height} pixels, limit {MAX_PIXELS})"
+
+
+def reason_of(error):
+    """What an error reading or decoding an image means, as a person would say it (one line).
+
+    Every reader of image files says the same for the same file (the caption command, the image check,
+    the data check): Pillow's and TensorFlow's errors alike.
+    """
+    if isinstance(error, FileNotFoundError):
+        return "missing"
+    if isinstance(error, PermissionError):
+        return "permission denied"
+    if isinstance(error, Image.UnidentifiedImageError):
+        return NOT_AN_IMAGE
+    if isinstance(error, Image.DecompressionBombError):
+        return f"image too large ({error})"
+    message = getattr(error, "message", None) or str(error) or type(error).__name__
+    message = re.sub(r"\{\{function_node [^}]*\}\}\s*|\s*\[Op:[^\]]*\].*", "", message).splitlines()[0].strip()[:160]
+    if "truncated" in message.lower() or "premature end" in message.lower():
+        return TRUNCATED
+    return f"cannot be decoded: {message}"
+
+
+def decodes(data):
+    """None if the image bytes `data` decode fully (within `MAX_PIXELS`), else the reason they do not (str).
+
+    A JPEG is decoded at an eighth of its size, which still reads every byte of its compressed data.
+    """
+    if not data:
+        return EMPTY
     try:
-        if os.path.getsize(path) == 0:
-            return "empty file (0 bytes)"
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            with Image.open(io.BytesIO(data)) as image:
                 width, height = image.size
                 if width * height > MAX_PIXELS:
-                    return f"image too large ({width} x {height} pixels, limit {MAX_PIXELS})"
+                    return too_large(width, height)
                 if image.format == "JPEG":
-                    image.draft("RGB", (max(1, width // 8), max(1, height // 8)))  # scaled decoding, every byte read
+                    image.draft("RGB", (max(1, width // 8), max(1, height // 8)))
                 image.load()
-    except FileNotFoundError:
-        return "missing"
-    except PermissionError:
-        return "permission denied"
-    except Image.UnidentifiedImageError:
-        return "not an image, or its header is corrupt"
-    except Image.DecompressionBombError as error:
-        return f"image too large ({error})"
-    except (OSError, SyntaxError, ValueError) as error:
-        message = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
-        if "truncated" in message.lower():
-            return "truncated: the file ends before its image data does (an interrupted copy or download?)"
-        return f"cannot be decoded: {message}"
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        return reason_of(error)
     return None
 
 
+def check_file(path):
+    """None if `path` is an image that decodes fully, else the reason it does not (str)."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except OSError as error:
+        return reason_of(error)
+    return decodes(data)
+
+
+def cache_home():
+    """Where the answers are kept: the user's cache (`$XDG_CACHE_HOME`, default `~/.cache`)`/captioner/image-checks`,
+    the same from any folder (and never inside a dataset, which may be read-only or shared)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "captioner", "image-checks")
+
+
 def _cache_path(paths):
-    """One answer file per folder of images (the first image's), under `data_home()/image-checks`."""
+    """One answer file per folder of images (the first image's), under `cache_home()`."""
     folder = os.path.dirname(os.path.abspath(paths[0])) if paths else ""
     digest = hashlib.sha1(folder.encode("utf-8", "surrogateescape")).hexdigest()[:16]
-    return os.path.join(data_home(), "image-checks", f"{digest}.json")
+    return os.path.join(cache_home(), f"{digest}.json")
 
 
 def _load_answers(path):
@@ -105,7 +146,7 @@ def _signature(path):
 def check(paths, label="Checking images", workers=8, progress=True):
     """Checks each of `paths` (decoding it, or by its cached answer); returns the `Problem`s in `paths` order.
 
-    Answers are cached in `data_home()/image-checks/` by path, size and
+    Answers are cached in `cache_home()` by path, size and
     modification time: a file that changed is checked again, a missing one always.
     """
     paths = list(paths)

@@ -339,6 +339,11 @@ def _uncaptioned(sources, images, referenced):
     return sorted(found)
 
 
+def root_of(captions):
+    """The root of a dataset given by its captions file alone: the file's folder (paths in it are relative to it)."""
+    return os.path.dirname(os.path.abspath(os.path.expanduser(captions)))
+
+
 def read(root, names=SPLITS, options=None, progress=True):
     """Reads an imagefolder dataset; returns a `Reading` whose `splits` are `names`'.
 
@@ -352,7 +357,7 @@ def read(root, names=SPLITS, options=None, progress=True):
     unknown = [name for name in names if name not in SPLITS]
     if unknown:
         raise DatasetError(f"No split {unknown[0]!r} in an imagefolder dataset: the splits are {', '.join(SPLITS)}")
-    root = os.path.abspath(root or os.path.dirname(os.path.abspath(options.captions or ".")))
+    root = os.path.abspath(root or root_of(options.captions or "."))
     sources, images, referenced, notes = _find_sources(root, options), {}, set(), []
     for source in sources:
         _read_source(source, root, options, images, referenced)

@@ -19,10 +19,11 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image, ImageOps
 
+from captioner.data import image_check
 from captioner.data.pipeline import decode_image
 
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp")
-MAX_PIXELS = 100_000_000  # larger images are refused rather than decoded into gigabytes
+from captioner.data.image_check import MAX_PIXELS  # noqa: E402  (larger images are refused, not decoded)
 
 
 def find_images(folder, recursive=False):
@@ -93,7 +94,7 @@ def read_image(path, budget=None, prepare=None):
         with open(path, "rb") as handle:
             data = handle.read()
         if not data:
-            return None, "empty file"
+            return None, image_check.EMPTY
         with warnings.catch_warnings():
             # Pillow warns above its own pixel limit; ours (MAX_PIXELS) is checked just below.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -101,20 +102,17 @@ def read_image(path, budget=None, prepare=None):
         with image:
             width, height = image.size
             if width * height > MAX_PIXELS:
-                return None, f"image too large ({width} x {height} pixels, limit {MAX_PIXELS})"
+                return None, image_check.too_large(width, height)
             reservation = budget.reserve(width * height * BYTES_PER_PIXEL) if budget else contextlib.nullcontext()
             with reservation:
+                # A truncated or corrupt file is told apart, and named, as the image check names it.
+                reason = image_check.decodes(data)
+                if reason:
+                    return None, reason
                 pixels = _decode(image, data)
                 return (prepare(pixels) if prepare else pixels), None
-    except PermissionError:
-        return None, "permission denied"
-    except Image.UnidentifiedImageError:
-        return None, "unreadable image: not a known image format, or its header is corrupt"
-    except Image.DecompressionBombError as error:
-        return None, f"image too large ({error})"
-    except (OSError, SyntaxError, ValueError, tf.errors.OpError) as error:
-        message = getattr(error, "message", None) or str(error) or type(error).__name__
-        return None, f"unreadable image: {message.splitlines()[0][:200]}"
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, tf.errors.OpError) as error:
+        return None, image_check.reason_of(error)
 
 
 def _decode(image, data):
@@ -133,11 +131,6 @@ def _decode(image, data):
         buffer = io.BytesIO()
         image.convert("RGB").save(buffer, format="PNG")
         data = buffer.getvalue()
-    else:
-        # Catches truncated and corrupt files before TF sees them. A fresh open: `verify` must come
-        # straight after opening, and reading the EXIF of a PNG has already moved past its header.
-        with Image.open(io.BytesIO(data)) as fresh:
-            fresh.verify()
     return decode_image(tf.constant(data)).numpy()
 
 

@@ -152,7 +152,9 @@ def train(config, run_dir, verbose="auto", extra_callbacks=(), distribute="none"
 
 
 def _train(config, run_dir, verbose, extra_callbacks, strategy, chief, started):
-    resuming = check_run_dir(run_dir, config)  # before any work: data generation or reading can take minutes
+    # Before any work (data generation or reading can take minutes); only the chief may clean or rewrite the
+    # folder, which the workers of a multi-worker run share.
+    resuming = check_run_dir(run_dir, config) if chief else os.path.exists(os.path.join(run_dir, runs.CONFIG))
     keras.utils.set_random_seed(config.seed)
     data = load_data(config, run_dir)
     log(f"Data: {data.root}: {len(data.train.examples)} train / {len(data.val.examples)} val / "

@@ -25,7 +25,7 @@ from captioner.training.distribute import is_chief, is_multi_worker, share_from_
 
 
 # Where a run's data and cache are, not what it is: a resumed run may find them elsewhere.
-PATH_FIELDS = ("data_root", "karpathy_json", "feature_cache_dir", "captions", "splits_file")
+PATH_FIELDS = ("data_root", "karpathy_json", "feature_cache_dir")
 # What a run writes before its first training step: a folder holding only these has nothing to resume.
 STARTING_FILES = (runs.CONFIG, runs.VOCAB, runs.LOCK, "scst.json", "cider_df.npz", "splits.json")
 
@@ -108,6 +108,8 @@ def fit_resumably(model, train_data, val_data, steps, config, run_dir, strategy,
     started = time.time()
     if state is not None and (state.get("done") or RunBackup.stopped_early(state, config.patience)):
         log("Training had finished before the interruption; saving and testing")
+        if model.optimizer is not None and not model.optimizer.built:  # the backup holds its state too
+            model.optimizer.build(model.trainable_variables)
         model.load_weights(os.path.join(backup_dir, state["weights"]))
     else:
         fixed_steps = strategy is not None or config.steps_per_epoch

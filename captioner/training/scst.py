@@ -344,7 +344,9 @@ def train(parent, run_dir, overrides=None, samples=5, baseline="mean", temperatu
 
 def _train(parent, run_dir, config, settings, verbose, extra_callbacks, strategy, chief, started):
     samples, baseline, temperature = settings.samples, settings.baseline, settings.temperature
-    resuming = check_stage_dir(run_dir, config, settings)
+    # Only the chief may clean or rewrite the folder, which the workers of a multi-worker run share.
+    resuming = (check_stage_dir(run_dir, config, settings) if chief
+                else os.path.exists(os.path.join(run_dir, runs.CONFIG)))
     keras.utils.set_random_seed(config.seed)
     data = load_data(config)
     if resuming:

@@ -165,11 +165,9 @@ def main(argv=None):
     if min(args.sizes) < 1 or (args.extra or 0) < 0:
         parser.error("--sizes must be at least 1 and --extra at least 0")
     extra = args.extra if args.extra is not None else (91 if args.dataset == "flickr8k" else 0)
-    source = args.source
-    if source is None:
-        from captioner.data.synthetic import shapes
-        params = shapes.ShapesParams()
-        source = shapes.ensure(shapes.default_root(params), params)
+    from captioner.data.synthetic import shapes
+
+    source = shapes.default_source(args.source)
     try:
         parts = write(args.out, source, args.dataset, args.form, args.karpathy, tuple(args.sizes), extra)
     except (ValueError, FileExistsError, coco.DatasetError) as error:

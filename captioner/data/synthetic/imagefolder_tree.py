@@ -144,11 +144,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if min(args.sizes) < 1 or args.captions_per_image < 1:
         parser.error("--sizes and --captions-per-image must be at least 1")
-    source = args.source
-    if source is None:
-        from captioner.data.synthetic import shapes
-        params = shapes.ShapesParams()
-        source = shapes.ensure(shapes.default_root(params), params)
+    from captioner.data.synthetic import shapes
+
+    source = shapes.default_source(args.source)
     try:
         found = write(args.out, source, args.layout, tuple(args.sizes), args.captions_per_image)
     except (ValueError, FileExistsError, coco.DatasetError) as error:

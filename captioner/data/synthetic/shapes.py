@@ -381,6 +381,14 @@ def default_root(params=ShapesParams(), base=None):
     return os.path.join(base, f"shapes-v{SPEC_VERSION}-{params.image_size}px-seed{params.seed}-{sizes}")
 
 
+def default_source(source=None):
+    """`source`, or the default Shapes dataset (written if absent): where the tree writers take images from."""
+    if source is not None:
+        return source
+    params = ShapesParams()
+    return ensure(default_root(params), params)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m captioner.data.synthetic.shapes", description=__doc__.split("\n\n")[0])
     parser.add_argument("root", help="folder to create")
