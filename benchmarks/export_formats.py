@@ -99,6 +99,8 @@ def main():
     parser.add_argument("--formats", nargs="+", default=list(FORMATS), choices=list(FORMATS))
     parser.add_argument("--keep", metavar="DIR", help="write the exports here (a new folder) and keep them")
     args = parser.parse_args()
+    if args.keep and os.path.exists(args.keep):
+        parser.error(f"--keep {args.keep}: it exists already; give a new folder")
 
     from captioner import console
 
@@ -138,8 +140,11 @@ def main():
             out = os.path.join(workdir, name)
             flags = FORMATS[name] + (["--beam-size", str(args.beam_size)] if args.beam_size else [])
             start = time.perf_counter()
-            with contextlib.redirect_stdout(sys.stderr):  # standard output is the JSON alone
-                status = export.main([args.run, out, *flags, "--quiet"])
+            try:
+                with contextlib.redirect_stdout(sys.stderr):  # standard output is the JSON alone
+                    status = export.main([args.run, out, *flags, "--quiet"])
+            except SystemExit as refused:  # a usage error (a decoding the format cannot carry): said on stderr
+                status = refused.code
             seconds = time.perf_counter() - start
             if status:
                 results["formats"][name] = {"error": f"export exited {status}"}

@@ -16,11 +16,11 @@ import sys
 COMMANDS = {  # name: (module, what it does)
     "check": ("captioner.data.check", "check a dataset before training: splits, skipped rows, broken images"),
     "train": ("captioner.train", "train a model (no arguments: the default model on the built-in Shapes data)"),
-    "caption": ("captioner.caption", "caption a folder of images, or one image, with a trained model"),
+    "caption": ("captioner.caption", "caption a folder of images, or one image, with a trained model or an export"),
     "evaluate": ("captioner.evaluate", "score a trained model, or a results file, with the COCO caption metrics"),
     "report": ("captioner.report", "write a run's report: one HTML page of its metrics and example captions"),
     "demo": ("captioner.demo", "try a model in a web page on this machine (needs pip install -e \".[demo]\")"),
-    "export": ("captioner.export", "write a trained model for serving: image bytes in, captions out"),
+    "export": ("captioner.export", "write a trained model for serving: a SavedModel, a LiteRT (.tflite) or an ONNX file"),
 }
 
 

@@ -20,6 +20,7 @@ images, outputs and resuming, to check an export against its run.
 """
 
 import argparse
+import os
 import sys
 
 from captioner import console
@@ -57,6 +58,9 @@ def main(argv=None):
     is_export = exported.is_export(args.run_dir)
     problem = exported.problem_with(args.run_dir, args) if is_export else runs.problem_with(args.run_dir)
     if problem:
+        if not is_export and os.path.exists(args.run_dir):
+            problem += ("; or an export of python -m captioner.export (its folder, or its model.tflite / "
+                        "model.onnx file)")
         parser.error(problem)
     if args.output == "-" and args.overwrite:
         parser.error("--overwrite has no output file to replace with -o -")
@@ -88,7 +92,10 @@ def main(argv=None):
         model = captioner.load(args.run_dir, quiet=args.quiet)
         decoding, source = decoding_arguments.settings(parser, model, args)
     note = (lambda line: None) if args.quiet else console.log
-    note(f"Decoding: {decoding.describe()} ({source})")
+    if is_export and not model.decoding_recorded:
+        note(f"Decoding: not recorded (no {exported.INFO} beside {model.path}): as it was exported")
+    else:
+        note(f"Decoding: {decoding.describe()} ({source})")
     note(f"Captioning {len(paths)} image{'s' if len(paths) != 1 else ''} from {args.folder}")
     try:
         counts = captioning.caption_folder(

@@ -17,6 +17,7 @@ beside it (`vocab.txt`). Every export folder holds `export.json`, and
 
 import argparse
 import os
+import shutil
 import sys
 
 from captioner import console
@@ -76,8 +77,16 @@ def main(argv=None):
         print(f"{exported.NAMES[args.format]} export written to {args.out_dir} ({exported.MODEL_FILES[args.format]}: "
               f"pixels uint8 [B, {size}, {size}, 3] -> {outputs}; {exported.VOCABULARY} beside it)")
         return 0
-    savedmodel.export(model, args.out_dir, max_length=args.max_length, decoding=decoding)
-    exported.write_info(args.out_dir, model, "savedmodel", decoding, args.max_length)
+    partial = exported.make_partial_folder(args.out_dir)  # renamed when complete: a killed export leaves no folder
+    try:
+        savedmodel.export(model, partial, max_length=args.max_length, decoding=decoding)
+        exported.write_info(partial, model, "savedmodel", decoding, args.max_length)
+        os.rename(partial, args.out_dir)
+    except BaseException as error:
+        shutil.rmtree(partial, ignore_errors=True)
+        if isinstance(error, ValueError):  # settings the model cannot decode with
+            parser.error(str(error))
+        raise
     outputs = "captions, scores" + (", nbest_captions, nbest_scores, nbest_log_probs [B, N]"
                                     if decoding.num_captions > 1 else "")
     print(f"SavedModel written to {args.out_dir} (signature serving_default: images [B] bytes -> {outputs})")

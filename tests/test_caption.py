@@ -443,3 +443,22 @@ def test_decoding_controls_on_the_command_line(quick_run, small_shapes, tmp_path
         assert exit_status(caption.main, [quick_run, str(folder), "-o", str(tmp_path / "x.jsonl")] + argv) == 2
         error = capsys.readouterr().err
         assert message in error and error.count("error:") == 1, (argv, error)
+
+
+def test_a_rerun_knows_its_files_however_their_path_is_spelled(quick_run, small_shapes, tmp_path, monkeypatch):
+    """The folder given as an absolute path, then relative from elsewhere: the same files, not new ones with
+    new ids (which a split's evaluation would score against other images' references)."""
+    folder = copy_images(small_shapes, tmp_path / "photos", ["000000000001.jpg", "000000000002.jpg", "holiday.jpg"])
+    output = str(tmp_path / "out.jsonl")
+    model = captioner.load(quick_run)
+    first = captioning.caption_folder(model, str(folder), output, beam_size=1, progress=False)
+    assert first["captioned"] == 3
+    monkeypatch.chdir(tmp_path)
+    again = captioning.caption_folder(model, "photos", output, beam_size=1, progress=False)
+    assert (again["captioned"], again["skipped"]) == (0, 3)
+    records = [json.loads(line) for line in open(output)]
+    assert len(records) == 3 and {r["path"] for r in records} == {str(folder / n) for n in
+                                                                  ("000000000001.jpg", "000000000002.jpg", "holiday.jpg")}
+    # Only the files of this input count as already there.
+    single = captioning.caption_folder(model, "photos/holiday.jpg", output, beam_size=1, progress=False)
+    assert (single["captioned"], single["skipped"]) == (0, 1)

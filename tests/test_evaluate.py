@@ -325,3 +325,42 @@ def test_evaluating_on_the_runs_own_data_without_its_train_images(quick_run, sma
     assert "the copied-caption share is left out" in capsys.readouterr().err
     saved = json.load(open(tmp_path / "out" / "metrics.json"))
     assert saved["images"] == 30 and saved["genericness"]["greedy"]["copied_from_train"] is None
+
+
+def test_results_are_matched_to_a_split_by_the_folders_and_name_their_paths_share():
+    """A record is the split image whose path in the dataset its own path ends with (or whose path ends with
+    the whole record's); another folder's file of the same name is not; unmatched ids the split knows stay."""
+    from captioner.evaluation.results_files import match_paths
+
+    images = [("test/1.jpg", 101), ("test/2.jpg", 102), ("images/test/000000008501.jpg", 8501)]
+    entries = [{"path": "/data/if/validation/1.jpg", "image_id": 1, "caption": "other folder"},
+               {"path": "/data/if/test/2.jpg", "image_id": 7, "caption": "by path"},
+               {"path": "./1.jpg", "image_id": 9, "caption": "written from inside the folder"},
+               {"file_name": "8501.jpg", "image_id": 8501, "caption": "the split's own id"},
+               {"file_name": "photos/000000008501.jpg", "image_id": 8501, "caption": "a copy, COCO-numbered"},
+               {"image_id": 102, "caption": "no path"}]
+    matched, outside = match_paths(entries, images, known_ids={101, 102, 8501})
+    assert outside == 1
+    assert [(e["caption"], e["image_id"]) for e in matched] == [
+        ("by path", 102), ("written from inside the folder", 101), ("the split's own id", 8501),
+        ("a copy, COCO-numbered", 8501), ("no path", 102)]
+    # The same name in two folders: the record's folders decide, and a bare name is ambiguous.
+    twins = [("a/1.jpg", 1), ("b/1.jpg", 2)]
+    matched, outside = match_paths([{"path": "x/b/1.jpg", "image_id": 5, "caption": "b"},
+                                    {"path": "1.jpg", "image_id": 6, "caption": "which?"}], twins, known_ids={1, 2})
+    assert [(e["caption"], e["image_id"]) for e in matched] == [("b", 2)] and outside == 1
+
+
+def test_a_broken_jsonl_record_is_named_by_its_line_and_odd_file_names_are_read(tmp_path):
+    from captioner.data.coco import DatasetError
+    from captioner.evaluation.results_files import read_results
+
+    torn = tmp_path / "torn.jsonl"
+    torn.write_text('{"path": "a.jpg", "image_id": 1, "caption": "a red circle"}\n{"path": "b.jpg", "ima\n')
+    with pytest.raises(DatasetError, match="line 2"):
+        read_results(str(torn))
+    # The caption command writes a file name that is not UTF-8 as the file system gives it (Latin-1 here).
+    odd = tmp_path / "odd.csv"
+    odd.write_bytes(b"path,image_id,caption,score,error\ncaf\xe9.jpg,3,a blue square,-1.0,\n")
+    entries, failed = read_results(str(odd))
+    assert failed == 0 and entries[0]["image_id"] == 3 and entries[0]["caption"] == "a blue square"

@@ -14,6 +14,7 @@ import pytest
 
 from captioner import caption, export
 from captioner.data import coco
+from conftest import exit_status
 
 RUNTIMES = {"litert": ("ai_edge_litert",), "onnx": ("tf2onnx", "onnx", "onnxruntime"), "savedmodel": ()}
 
@@ -142,6 +143,24 @@ def test_an_export_file_is_read_with_its_vocabulary_alone(litert_export, small_s
     assert bare.caption_batch(pixels)[0] == full.caption_batch(pixels)[0]
     with pytest.raises(ValueError, match="uint8"):
         full.caption_batch(pixels.astype(np.float32))
+
+
+def test_a_damaged_export_is_named_not_a_traceback(litert_export, train_images, tmp_path, capsys):
+    """A truncated model file, or a damaged export.json: a usage error naming the file (exit status 2)."""
+    truncated = tmp_path / "truncated"
+    shutil.copytree(litert_export, truncated)
+    data = (truncated / "model.tflite").read_bytes()
+    (truncated / "model.tflite").write_bytes(data[:1000])
+    assert exit_status(caption.main, [str(truncated), str(train_images), "-o", str(tmp_path / "a.jsonl")]) == 2
+    error = capsys.readouterr().err
+    assert f"{truncated / 'model.tflite'} cannot be read as a LiteRT export" in error and "Traceback" not in error
+    damaged = tmp_path / "damaged"
+    shutil.copytree(litert_export, damaged)
+    (damaged / "export.json").write_text("{")
+    assert exit_status(caption.main, [str(damaged), str(train_images), "-o", str(tmp_path / "b.jsonl")]) == 2
+    error = capsys.readouterr().err
+    assert f"{damaged / 'export.json'} is damaged" in error and "not a run folder" not in error
+    assert not (tmp_path / "a.jsonl").exists() and not (tmp_path / "b.jsonl").exists()
 
 
 def test_caption_with_an_export_refuses_what_it_cannot_change(quick_run, litert_export, train_images, tmp_path,

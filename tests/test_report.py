@@ -46,3 +46,17 @@ def test_evaluate_writes_the_report_beside_its_evaluation(quick_run, tmp_path, c
     metrics = json.load(open(out / "metrics.json"))
     assert f"<td>CIDEr-D</td><td>{metrics['coco_cider_d']:.4f}</td>" in page and "report:" in capsys.readouterr().out
     assert not os.path.exists(os.path.join(quick_run, "report.html"))  # nothing written into the run
+
+
+@pytest.mark.slow
+def test_the_report_shows_the_captions_its_evaluation_scored(quick_run, tmp_path):
+    """`evaluate --max-length 3 --report`: the galleries' captions are the evaluated ones (at most 3 words), and
+    metrics.json says how the split was read and decoded."""
+    out = tmp_path / "evaluation"
+    assert evaluate.main([quick_run, "--no-java", "--quiet", "--output-dir", str(out), "--report",
+                          "--max-length", "3"]) == 0
+    metrics = json.load(open(out / "metrics.json"))
+    assert metrics["max_length"] == 3 and metrics["dataset"] == "shapes"
+    page = open(out / "report.html", encoding="utf-8").read()
+    captions = re.findall(r'<p class="caption">([^<]*)</p>', page)
+    assert captions and all(len(c.split()) <= 3 or c == "(empty)" for c in captions), captions

@@ -29,11 +29,13 @@ def add_arguments(parser):
                        help="the N best distinct captions of the beam (N <= beam size), or N samples, each with "
                             "its score (default: 1)")
     group.add_argument("--min-length", type=int, default=None, metavar="N",
-                       help="no end before N words (default: 0, no limit)")
+                       help="no end before N words (default: the model's recorded decoding's, else 0, no limit)")
     group.add_argument("--no-repeat-ngram-size", type=int, default=None, metavar="N",
-                       help="no n-gram of N words twice in a caption (default: 0, off)")
+                       help="no n-gram of N words twice in a caption (default: the model's recorded decoding's, "
+                            "else 0, off)")
     group.add_argument("--repetition-penalty", type=float, default=None, metavar="R",
-                       help="CTRL's penalty, >= 1, on words already in the caption (default: 1, off)")
+                       help="CTRL's penalty, >= 1, on words already in the caption (default: the model's recorded "
+                            "decoding's, else 1, off)")
     group.add_argument("--ban-words", type=_words, default=None, metavar="W1,W2",
                        help="words never generated (each must be in the model's vocabulary)")
     group.add_argument("--sample", action="store_true", default=None,

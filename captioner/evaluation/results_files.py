@@ -29,9 +29,19 @@ def read_results(path):
     extension = os.path.splitext(path)[1].lower()
     try:
         if extension == ".jsonl":
-            return _records([json.loads(line) for line in open(path, encoding="utf-8") if line.strip()], path)
+            records = []
+            # File names that are not UTF-8 are written as the file system gives them (surrogate escapes).
+            with open(path, encoding="utf-8", errors="surrogateescape") as handle:
+                for number, line in enumerate(handle, 1):
+                    if line.strip():
+                        try:
+                            records.append(json.loads(line))
+                        except json.JSONDecodeError as error:
+                            raise DatasetError(f"{path} is not a results file ({error.msg}, line {number}); "
+                                               f"expected {FORMS}") from None
+            return _records(records, path)
         if extension == ".csv":
-            with open(path, newline="", encoding="utf-8") as handle:
+            with open(path, newline="", encoding="utf-8", errors="surrogateescape") as handle:
                 rows = list(csv.DictReader(handle))
             if rows and not {"image_id", "caption"} <= set(rows[0]):
                 raise DatasetError(f"{path} has no image_id and caption columns; expected {FORMS}")
@@ -59,19 +69,32 @@ def _records(records, path):
 
 
 def _parts(path):
-    return os.path.normpath(path).replace("\\", "/").split("/")
+    return [part for part in os.path.normpath(str(path)).replace("\\", "/").split("/") if part not in ("", ".")]
 
 
-def match_paths(entries, examples):
-    """The entries with the image ids of the split's `examples` (`coco.Example`), found by file path, and the
-    number of entries left out because their file is not an image of the split.
+def split_images(examples, root):
+    """`(path relative to root, image_id)` of a split's examples (`coco.Example`), for `match_paths`."""
+    images = []
+    for example in examples:
+        relative = os.path.relpath(example.path, root) if root else example.path
+        images.append((example.path if relative.startswith("..") else relative, example.image_id))
+    return images
+
+
+def match_paths(entries, images, known_ids=()):
+    """The entries with the image ids of `images` (`[(path in the dataset, image_id)]`), found by file path,
+    and the number of entries left out because their file is not one of those images.
 
     The caption command numbers the files of a folder itself (a name that is a number, as in MS COCO,
-    keeps it), and writes each record's path as it was given, relative to wherever it ran; the split's
-    ids are the dataset's own (Flickr photo ids, hashed keys of an image folder). So a record's file is
-    matched to the example whose path ends with the same folders and name: the name alone where it is
-    unique in the split, more of the path where it is not. Entries without a path (`path`, or
-    `file_name` in a COCO results list) keep their ids.
+    keeps it) and writes each record's path as it was given, relative to wherever it ran; a split's ids
+    are the dataset's own (Flickr photo ids, hashed keys of an image folder). So a record's file is the
+    image whose path in the dataset (`images/test/x.jpg`, `test/1.jpg`, `val2014/COCO_val2014_...jpg`)
+    the record's path ends with, or whose path ends with the whole of the record's (`1.jpg` written from
+    inside the folder), when exactly one image is. A record whose path names another folder
+    (`validation/1.jpg` against `test/1.jpg`) is not that image. A record no path matches keeps its own
+    id when that id is one of `known_ids` (a COCO results list keyed by the split's ids, or COCO-numbered
+    files copied elsewhere); otherwise it is left out. Entries without a path (`path`, or `file_name` in
+    a COCO results list) keep their ids.
     """
     def path_of(entry):
         return (entry.get("path") or entry.get("file_name")) if isinstance(entry, dict) else None
@@ -79,21 +102,28 @@ def match_paths(entries, examples):
     if not any(path_of(e) for e in entries):
         return entries, 0
     by_name = {}
-    for example in examples:
-        by_name.setdefault(_parts(example.path)[-1], []).append((_parts(example.path), example.image_id))
+    for path, image_id in images:
+        parts = _parts(path)
+        if parts:
+            by_name.setdefault(parts[-1], []).append((parts, image_id))
+    known = set(known_ids)
     matched, outside = [], 0
     for entry in entries:
         if not path_of(entry):
             matched.append(entry)
             continue
-        parts = _parts(str(path_of(entry)))
-        candidates = by_name.get(parts[-1], [])
-        depth = 1
-        while len(candidates) > 1 and depth < len(parts):
-            depth += 1
-            candidates = [(c, i) for c, i in candidates if c[-depth:] == parts[-depth:]]
-        if len(candidates) == 1:
-            matched.append({**entry, "image_id": candidates[0][1]})
+        parts = _parts(path_of(entry))
+        found = []
+        for candidate, image_id in by_name.get(parts[-1] if parts else None, []):
+            common = 0
+            while common < min(len(parts), len(candidate)) and parts[-1 - common] == candidate[-1 - common]:
+                common += 1
+            if common in (len(parts), len(candidate)):
+                found.append(image_id)
+        if len(found) == 1:
+            matched.append({**entry, "image_id": found[0]})
+        elif not found and entry.get("image_id") in known:
+            matched.append(entry)
         else:
             outside += 1
     return matched, outside

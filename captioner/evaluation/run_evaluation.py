@@ -65,7 +65,15 @@ def evaluate_run(run_dir, split_name="test", data_root=None, dataset=None, karpa
     metrics, per_image = scoring.score_outputs(outputs, split, root, model.encoder.grid_shape, use_java,
                                                chair_vocabulary=chair_vocabulary)
     metrics.update(scoring.decoding_figures(decoding))
+    # How the split was read and decoded, so that the report draws its galleries from the same images and captions.
     metrics["data_root"] = root
+    metrics["dataset"] = dataset
+    if karpathy:
+        metrics["karpathy_json"] = karpathy
+    if dataset == "imagefolder":
+        metrics["imagefolder_options"] = dataclasses.asdict(options)
+    if max_length:
+        metrics["max_length"] = max_length
     metrics["decoding_source"] = source
     if split.bad_images:
         metrics["bad_images_left_out"] = split.bad_images
@@ -133,11 +141,15 @@ def score_results_file(results, annotations=None, data_root=None, dataset=None, 
     entries, failed = results_files.read_results(results)
     if failed:
         log(f"{results}: {failed} records of files that could not be captioned are left out")
-    outside = 0
-    if not annotations:  # the caption command's records name their files: the split's ids are found by path
-        entries, outside = results_files.match_paths(entries, split.examples)
-        if outside:
-            log(f"{results}: {outside} captioned files are not images of the {split_name} split: left out")
+    # The caption command's records name their files: the split's (or the annotations') ids are found by path.
+    if annotations:
+        images = [(image.get("file_name") or "", image_id) for image_id, image in index.imgs.items()]
+    else:
+        images = results_files.split_images(split.examples, data_root)
+    entries, outside = results_files.match_paths(entries, images, references)
+    if outside:
+        log(f"{results}: {outside} captioned files are not images of "
+            f"{os.path.basename(annotations) if annotations else f'the {split_name} split'}: left out")
     predictions = results_files.check_ids(entries, references, results)
     if len(predictions) < len(references):
         log(f"{results} captions {len(predictions)} of the {len(references)} images of {against}: the metrics are "

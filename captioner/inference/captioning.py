@@ -130,10 +130,15 @@ def caption_folder(model, folder, output, beam_size=None, batch_size=32, recursi
         results = StdoutResults()
     else:
         results = ResultsFile(output, describe_source(model, decoding, max_length), overwrite)
+    # A file is the one the results file names however its path is spelled this time (relative or absolute,
+    # through a link): it keeps its record, its id and the spelling it was written with.
+    spelled = {os.path.realpath(p): p for p in [*results.ids, *results.done]}
+    paths = [spelled.get(os.path.realpath(p), p) for p in paths]
+    skipped = sum(p in results.done for p in paths)
     paths = [p for p in paths if p not in results.done]
     ids = assign_image_ids(paths, results.ids)
     bar = Progress(len(paths), "Captioning", enabled=progress)
-    counts = {"captioned": 0, "failed": 0, "skipped": len(results.done), "failures": []}
+    counts = {"captioned": 0, "failed": 0, "skipped": skipped, "failures": []}
     size, mode = model.image_size, model.normalization
 
     def prepare(pixels):

@@ -261,8 +261,10 @@ def locate(path):
                 info = json.load(handle)
             format_name = info["format"]
         except (OSError, ValueError, KeyError, TypeError):
-            return None
-        if format_name in MODEL_FILES:
+            format_name = info = None  # damaged: found by its model file below, and refused by problem_with
+        if format_name is None:
+            pass
+        elif format_name in MODEL_FILES:
             return format_name, path, os.path.join(path, info.get("model_file") or MODEL_FILES[format_name])
         return format_name, path, path
     if os.path.exists(os.path.join(path, "saved_model.pb")):
@@ -287,6 +289,14 @@ def problem_with(path, args=None):
     if found is None:
         return f"{path} is not an export of python -m captioner.export"
     format_name, folder, model_path = found
+    info_path = os.path.join(folder, INFO)
+    if os.path.exists(info_path):
+        try:
+            with open(info_path) as handle:
+                json.load(handle)["format"]
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            return (f"{info_path} is damaged ({type(error).__name__}: {error}): it records the decoding and image "
+                    "size of the export; export again (python -m captioner.export)")
     if format_name not in FORMATS:
         return f"{os.path.join(folder, INFO)} names an unknown format {format_name!r}"
     if not os.path.exists(model_path):
@@ -360,9 +370,17 @@ class ExportedCaptioner:
         if os.path.exists(info_path):
             with open(info_path) as handle:
                 self.info = json.load(handle)
+        self.decoding_recorded = bool(self.info.get("decoding"))
         self.decoding = Decoding.from_json(self.info.get("decoding") or {})
         self.words = read_vocabulary(os.path.join(folder, VOCABULARY)) if self.format in MODEL_FILES else None
-        self._open()
+        try:
+            self._open()
+        except ExportError:
+            raise
+        except Exception as error:  # a truncated or damaged file: the runtimes raise their own kinds
+            raise ExportError(f"{path} cannot be read as a {NAMES[self.format]} export ({type(error).__name__}: "
+                              f"{str(error).strip().splitlines()[0] if str(error).strip() else 'no detail'}); "
+                              "it may be truncated or damaged: export again (python -m captioner.export)") from None
         self.image_size = self.info.get("image_size") or self._input_size()
         self.max_length = self.info.get("max_length")
         self.normalization = self.info.get("normalization")  # applied inside: callers give uint8 pixels
@@ -440,6 +458,8 @@ class ExportedCaptioner:
         decoding = self.decoding
         quantize = self.info.get("quantize")
         model = f"{self.info.get('model') or _file_digest(self.path)} {self.format}{f' {quantize}' if quantize else ''}"
+        if not self.decoding_recorded:  # a file copied without export.json: its decoding is not known here
+            return {"model": model, "format": self.format, "quantize": quantize, "decoding": "not recorded"}
         return {"model": model, "format": self.format, "quantize": quantize, "beam_size": decoding.beam_size,
                 "alpha": decoding.alpha, "max_length": self.max_length, **decoding.to_json()}
 

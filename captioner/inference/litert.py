@@ -25,7 +25,8 @@ op list; sampling is refused before converting (see `exported.unsupported`).
 Quantisation (`quantize`): "float16" stores the weights as float16 (half the
 size; the CPU dequantises them when the file is loaded), "dynamic-int8" stores
 them as int8 and runs the fully-connected and convolution layers in int8 with
-activations quantised per call (a quarter of the size).
+activations quantised per call (about a third of the size for the small models
+here, whose graph is a larger share of the file than a large model's).
 
 Reading:
 
@@ -95,6 +96,11 @@ def export(model, out_dir, decoding, max_length=None, quantize=None):
     """
     from captioner.data.tokenizer import save_vocabulary
 
+    try:  # the file's operators are listed in export.json with its schema: needed before minutes of converting
+        import ai_edge_litert  # noqa: F401
+    except ImportError:
+        raise exported.ExportError("--format litert needs ai-edge-litert: pip install ai-edge-litert (or the "
+                                   "package's export extra, pip install -e \".[export]\")") from None
     data = convert(model, decoding, max_length, quantize)
     partial = exported.make_partial_folder(out_dir)
     try:

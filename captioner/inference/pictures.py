@@ -5,8 +5,10 @@
 writes `attention.png` (the run's decoding default on a test image, each word
 over the image with its attention: `figures.attention_figure`, as notebook 03
 and the report draw it), `learning_curves.png` (its `log.csv`, as the report
-draws it) and `demo.png` (a screenshot of `python -m captioner.demo` on a test
-image, which needs the `demo` extra and Chromium; `--skip-demo` leaves it).
+draws it), and, with Chromium and the `demo` extra (`--skip-demo` leaves them),
+`demo.png` (a screenshot of `python -m captioner.demo` on a test image) and
+`report.png` (the first screen of the run's report, `RUN_DIR/report.html`,
+written by `python -m captioner.report` first if it is not there).
 """
 
 import argparse
@@ -48,7 +50,35 @@ def make(run_dir, folder, image=0, demo=True):
 
         written.append(os.path.join(folder, "demo.png"))
         demo_lib.screenshot(run_dir, written[-1], example.path)
+        written.append(os.path.join(folder, "report.png"))
+        report_screenshot(run_dir, written[-1])
     return written
+
+
+def report_screenshot(run_dir, path, executable=None):
+    """Writes a PNG of the first screen (1360 x 900) of `run_dir`'s report, making the report if needed."""
+    import tempfile
+
+    from playwright.sync_api import sync_playwright
+
+    from captioner.inference import demo as demo_lib
+    from captioner.inference import report
+
+    page_path = os.path.join(run_dir, "report.html")
+    if not os.path.exists(page_path):
+        report.write_report(run_dir, page_path)
+    executable = executable or demo_lib.CHROMIUM
+    if not os.path.exists(executable):
+        raise ValueError(f"no Chromium at {executable}: apt-get install -y chromium chromium-driver")
+    with tempfile.TemporaryDirectory(prefix="captioner-chromium-") as profile, sync_playwright() as playwright:
+        browser = demo_lib.open_browser(playwright, profile, executable)
+        try:
+            page = browser.new_page()
+            page.goto("file://" + os.path.abspath(page_path), wait_until="load")
+            page.screenshot(path=path)
+        finally:
+            browser.close()
+    return path
 
 
 def main(argv=None):

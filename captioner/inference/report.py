@@ -130,14 +130,14 @@ def pick_examples(per_image, count, seed=0):
             ("Random", chosen)]
 
 
-def gallery(model, split, per_image, groups, decoding, batch_size=32):
-    """HTML of the galleries: each image decoded again, with attention, for its figure."""
+def gallery(model, split, per_image, groups, decoding, batch_size=32, max_length=None):
+    """HTML of the galleries: each image decoded again (as the evaluation decoded it), with attention."""
     from captioner.evaluation import scoring
 
     by_id = {e.image_id: e for e in split.examples}
     wanted = [by_id[i] for _, ids in groups for i in ids if i in by_id]
     decoded = {o["image_id"]: o for o in scoring.caption_settings(
-        model, wanted, batch_size, [decoding], with_attention=True, progress=False)[decoding]}
+        model, wanted, batch_size, [decoding], with_attention=True, progress=False, max_length=max_length)[decoding]}
     parts = []
     for heading, ids in groups:
         cards = []
@@ -170,7 +170,7 @@ th { background: #f0f0f0; } .gallery { display: flex; flex-wrap: wrap; gap: 12px
 """
 
 
-def render(run_dir, evaluation, per_image, split, model, examples=12, decoding=None):
+def render(run_dir, evaluation, per_image, split, model, examples=12, decoding=None, max_length=None):
     """The report page (str) of a run and one of its evaluations."""
     config = runs.load_config(run_dir)
     metrics_path = os.path.join(run_dir, runs.METRICS)
@@ -206,7 +206,7 @@ def render(run_dir, evaluation, per_image, split, model, examples=12, decoding=N
             [(label, _number(g["distinct_captions"]), g["vocabulary_used"], _number(g["copied_from_train"]),
               _number(g["repeated_bigram"])) for label, g in generic.items()])]
     groups = pick_examples(per_image, examples)
-    sections += ["<h2>Examples</h2>", gallery(model, split, per_image, groups, decoding)]
+    sections += ["<h2>Examples</h2>", gallery(model, split, per_image, groups, decoding, max_length=max_length)]
     return ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>captioner report: {html.escape(os.path.basename(os.path.abspath(run_dir)))}</title>"
             f"<style>{STYLE}</style></head><body>{''.join(sections)}</body></html>")
@@ -250,13 +250,19 @@ def write_report(run_dir, output=None, split_name="test", examples=12, batch_siz
         results_files.write(evaluation_dir, evaluation, rows, predictions)
         per_image = rows
     config = runs.load_config(run_dir)
+    # The split as the evaluation read it (its metrics.json says how; older ones: the run's own data).
     root = evaluation.get("data_root") or datasets.existing_data_root(config)
-    own = root == config.data_root
-    split = datasets.read_split(config.dataset, root, split_name, config.karpathy_json if own else None,
-                                config.skip_missing_images,
-                                options=imagefolder.Options.of(config, run_dir) if own else None)
+    dataset = evaluation.get("dataset", config.dataset)
+    own = root == config.data_root and dataset == config.dataset
+    if "imagefolder_options" in evaluation:
+        options = imagefolder.Options(**evaluation["imagefolder_options"])
+    else:
+        options = imagefolder.Options.of(config, run_dir) if own and dataset == "imagefolder" else None
+    karpathy = evaluation.get("karpathy_json") or (config.karpathy_json if own else None)
+    split = datasets.read_split(dataset, root, split_name, karpathy, config.skip_missing_images, options=options)
     split = dataclasses.replace(split, examples=[e for e in split.examples if e.image_id in per_image])
-    page = render(run_dir, evaluation, per_image, split, model, examples, decoding_of(evaluation))
+    page = render(run_dir, evaluation, per_image, split, model, examples, decoding_of(evaluation),
+                  max_length=evaluation.get("max_length"))
     output = output or os.path.join(run_dir, "report.html")
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     with files.replacing(output) as temporary, open(temporary, "w", encoding="utf-8") as handle:

@@ -175,6 +175,20 @@ class Captioner(DistributedFitMixin, keras.Model):
 
     def decoding_source(self, beam_size=None, alpha=None, **controls):
         """Where `decoding_settings(beam_size, alpha, ...)` came from, for printouts and metrics."""
+        source = self._decoding_source(beam_size, alpha, **controls)
+        default = self.default_decoding
+        kept = [f"{flag} {getattr(default, name):g} ({flag} {off:g} drops it)"
+                for name, flag, off in (("min_length", "--min-length", 0),
+                                        ("no_repeat_ngram_size", "--no-repeat-ngram-size", 0),
+                                        ("repetition_penalty", "--repetition-penalty", 1))
+                if controls.get(name) is None and getattr(default, name) != off]
+        if default.ban_words and controls.get("ban_words") is None:
+            kept.append("--ban-words " + ",".join(default.ban_words))
+        if kept and (beam_size is not None or alpha is not None or any(v is not None for v in controls.values())):
+            source += f"; kept from the recorded default: {', '.join(kept)}"
+        return source
+
+    def _decoding_source(self, beam_size=None, alpha=None, **controls):
         if any(value is not None for value in controls.values()):
             return "as given, over the model's recorded default" if self.decoding_recorded else "as given"
         if beam_size is not None and alpha is None and beam_size > 1:

@@ -1,0 +1,47 @@
+"""The README's pictures made again from a run: the attention figure and learning curves, the demo and report
+screenshots."""
+
+import os
+import shutil
+
+import pytest
+from PIL import Image
+
+from captioner.inference import pictures
+
+
+def test_attention_and_learning_curves_from_a_run(quick_run, tmp_path, capsys):
+    out = tmp_path / "images"
+    assert pictures.main([quick_run, str(out), "--skip-demo"]) == 0
+    written = capsys.readouterr().out
+    assert sorted(os.listdir(out)) == ["attention.png", "learning_curves.png"]
+    for name in ("attention.png", "learning_curves.png"):
+        assert f"Written {out / name}" in written
+        width, height = Image.open(out / name).size
+        assert width > 200 and height > 100  # a drawn figure, not an empty canvas
+        assert len(set(Image.open(out / name).convert("L").getdata())) > 10
+
+
+def test_usage_errors(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        pictures.main([str(tmp_path / "no-run"), str(tmp_path / "images")])
+    assert exit_info.value.code == 2 and "no-run" in capsys.readouterr().err
+    assert not (tmp_path / "images").exists()
+
+
+@pytest.mark.slow
+def test_demo_and_report_screenshots(quick_run, tmp_path, request):
+    """With Chromium (as CI installs it): the demo page captioned and the report's first screen, as PNGs."""
+    from captioner.inference import demo
+
+    if not os.path.exists(demo.CHROMIUM):
+        pytest.fail(f"no Chromium at {demo.CHROMIUM}: apt-get install -y chromium chromium-driver", pytrace=False)
+    run = str(tmp_path / "run")
+    shutil.copytree(quick_run, run)  # the report is written into the run folder
+    out = tmp_path / "images"
+    paths = pictures.make(run, str(out))
+    assert [os.path.basename(p) for p in paths] == ["attention.png", "learning_curves.png", "demo.png", "report.png"]
+    assert Image.open(out / "report.png").size == (1360, 900) and os.path.exists(os.path.join(run, "report.html"))
+    assert Image.open(out / "demo.png").size[0] == 1360
+    for name in ("demo.png", "report.png"):
+        assert len(set(Image.open(out / name).convert("L").getdata())) > 10
