@@ -153,6 +153,9 @@ class Config:
 
     @classmethod
     def from_json(cls, payload):
+        if not isinstance(payload, dict):
+            raise ValueError(f"a config is a JSON object of settings ({{\"epochs\": 8, ...}}), not a "
+                             f"{type(payload).__name__}")
         unknown = sorted(set(payload) - {f.name for f in dataclasses.fields(cls)})
         if unknown:
             raise ValueError(f"Unknown config keys: {', '.join(unknown)}")

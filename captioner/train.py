@@ -59,6 +59,10 @@ def main(argv=None):
         config = config_lib.from_arguments(args, base=config_lib.load(args.config) if args.config else None)
     except FileNotFoundError as error:
         parser.error(f"--config: {error.filename}: no such file")
+    except IsADirectoryError:
+        parser.error(f"--config {args.config} is a folder; give a config.json (a run folder holds one)")
+    except OSError as error:
+        parser.error(f"--config {args.config}: {error.strerror}")
     except ValueError as error:  # json.JSONDecodeError included
         parser.error(f"{args.config + ': ' if args.config else ''}{error}")
 

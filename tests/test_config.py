@@ -96,3 +96,15 @@ def test_default_run_folders_name_the_preset_and_its_decoder_once():
     assert name("shapes") == "shapes-lstm" and name("tiny", decoder="transformer") == "tiny-transformer"
     assert name("coco-lstm") == "coco-lstm" and name("imagefolder-transformer") == "imagefolder-transformer"
     assert name("coco-lstm", decoder="transformer") == "coco-lstm-transformer"  # the flag changed the decoder
+
+
+def test_a_config_that_is_a_folder_or_not_an_object_is_a_usage_error(tmp_path, capsys):
+    from captioner import train
+    from conftest import exit_status
+
+    assert exit_status(train.main, ["--config", str(tmp_path)]) == 2
+    assert "is a folder; give a config.json" in capsys.readouterr().err
+    listed = tmp_path / "list.json"
+    listed.write_text("[{\"epochs\": 2}]")
+    assert exit_status(train.main, ["--config", str(listed)]) == 2
+    assert "a config is a JSON object of settings" in capsys.readouterr().err

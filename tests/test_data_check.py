@@ -136,8 +136,8 @@ def test_an_hf_tree_with_splits_and_a_pinned_split(small_shapes, tmp_path, capsy
     report = json.loads(out)
     assert status == 0 and report["split_from"] == f"split pinned by {pinned}"
     assert {n: s["images"] for n, s in report["splits"].items()} == {"train": 19, "val": 2, "test": 4}
-    assert report["notes"] == [f"1 captioned images are not in {pinned} (added since the run started?) and are left "
-                               "out, first: validation/img_0021.jpg"]
+    assert report["notes"] == [f"1 captioned images are not in {pinned} (added since the run started, or left out by "
+                               "it as broken files) and are left out here too, first: validation/img_0021.jpg"]
 
 
 def test_the_check_imports_no_tensorflow():

@@ -293,3 +293,14 @@ def test_no_caption_runs_past_its_most_words():
         for tokens in [greedy["tokens"], drawn["tokens"], beams["tokens"][:, 0]]:
             ends = [list(row).index(END) if END in row else None for row in np.asarray(tokens)]
             assert all(end is not None and end <= 2 for end in ends) if ended else ends == [None] * ROWS, ends
+
+
+def test_settings_that_are_not_finite_numbers_are_refused():
+    from captioner.decoding.settings import Decoding
+
+    for fields in (dict(beam_size=3, alpha=float("nan")), dict(sample=True, temperature=float("nan")),
+                   dict(repetition_penalty=float("inf")), dict(sample=True, top_p=float("nan"))):
+        with pytest.raises(ValueError, match="finite"):
+            Decoding(**fields).validated()
+    with pytest.raises(ValueError, match="alpha must be 0 or more"):  # greedy's alpha is dropped only when valid
+        Decoding(beam_size=1, alpha=-1).validated()

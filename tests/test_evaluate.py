@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from captioner import evaluate
+from conftest import exit_status
 from captioner.evaluation import coco_eval
 from captioner.evaluation import scoring
 from captioner.evaluation import metrics
@@ -364,3 +365,24 @@ def test_a_broken_jsonl_record_is_named_by_its_line_and_odd_file_names_are_read(
     odd.write_bytes(b"path,image_id,caption,score,error\ncaf\xe9.jpg,3,a blue square,-1.0,\n")
     entries, failed = read_results(str(odd))
     assert failed == 0 and entries[0]["image_id"] == 3 and entries[0]["caption"] == "a blue square"
+
+
+def test_another_evaluation_in_the_same_folder_is_refused_not_replaced(small_shapes, tmp_path, capsys):
+    """One results file scored against two annotation files goes to NAME.EXT-eval/ both times: the second is
+    refused (exit status 2) and the first's metrics are kept."""
+    annotations = os.path.join(small_shapes, "annotations", "captions_test.json")
+    other = tmp_path / "captions_other.json"
+    shutil.copy(annotations, other)
+    payload = json.load(open(annotations))
+    first_caption = {}
+    for entry in payload["annotations"]:
+        first_caption.setdefault(entry["image_id"], entry["caption"])
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps([{"image_id": i, "caption": c} for i, c in first_caption.items()]))
+    assert evaluate.main(["--results", str(results), "--annotations", annotations, "--no-java", "--quiet"]) == 0
+    written = open(tmp_path / "results.json-eval" / "metrics.json").read()
+    capsys.readouterr()
+    assert exit_status(evaluate.main, ["--results", str(results), "--annotations", str(other), "--no-java",
+                                       "--quiet"]) == 2
+    assert "holds another evaluation (annotations" in capsys.readouterr().err
+    assert open(tmp_path / "results.json-eval" / "metrics.json").read() == written

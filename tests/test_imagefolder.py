@@ -351,3 +351,15 @@ def test_data_exploration_reads_an_imagefolder(trees, tmp_path, monkeypatch):
     printed = "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream")
     assert "{'train': 44, 'val': 2, 'test': 2} images per split" in printed
     assert len(images(outputs)) >= 2
+
+
+def test_a_hand_edited_splits_file_with_other_than_names_is_refused(tmp_path):
+    from captioner.data import imagefolder_splits
+    from captioner.data.coco import DatasetError
+
+    path = tmp_path / "splits.json"
+    path.write_text(json.dumps({"splits": {"train": ["a.jpg", {"file": "b.jpg"}], "val": [], "test": []}}))
+    with pytest.raises(DatasetError, match="is not a splits file"):
+        imagefolder_splits.read_pinned(str(path))
+    path.write_text(json.dumps({"splits": {"train": ["a.jpg"], "val": [], "test": ["c.jpg"]}}))
+    assert imagefolder_splits.read_pinned(str(path)) == {"a.jpg": "train", "c.jpg": "test"}

@@ -295,7 +295,8 @@ def _assign(images, sources, options, notes):
         outside = [k for k in images if k not in pinned]
         if outside:
             notes.append(f"{len(outside)} captioned images are not in {options.splits_file} (added since the run "
-                         f"started?) and are left out, first: {', '.join(sorted(outside)[:3])}")
+                         f"started, or left out by it as broken files) and are left out here too, first: "
+                         f"{', '.join(sorted(outside)[:3])}")
         gone = [k for k in pinned if k not in images]
         if gone:
             notes.append(f"{len(gone)} images of {options.splits_file} are gone or their rows skipped, first: "

@@ -85,7 +85,9 @@ def read_pinned(path):
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise DatasetError(f"{path} is not a splits file: {error}") from None
     splits = payload.get("splits") if isinstance(payload, dict) else None
-    if not isinstance(splits, dict) or not all(isinstance(splits.get(s, []), list) for s in SPLITS):
+    if not isinstance(splits, dict) or not all(isinstance(splits.get(s, []), list)
+                                               and all(isinstance(key, str) for key in splits.get(s, []))
+                                               for s in SPLITS):
         raise DatasetError(f"{path} is not a splits file: expected {{\"splits\": {{\"train\": [file, ...], "
                            f"\"val\": [...], \"test\": [...]}}}}")
     owner = {}

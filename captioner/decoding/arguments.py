@@ -50,7 +50,7 @@ def add_arguments(parser):
                        help="diverse beam search: G groups of beam-size / G beams (default: 1, plain beam search)")
     group.add_argument("--diversity-strength", type=float, default=None, metavar="L",
                        help="how much a group avoids words earlier groups chose at the same step (with "
-                            "--beam-groups; default 0)")
+                            "--beam-groups; default 0.5 with them)")
     return group
 
 

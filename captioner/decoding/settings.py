@@ -7,6 +7,7 @@ evaluation.scoring.caption_settings`), and it names itself (`describe`).
 """
 
 import dataclasses
+import math
 import hashlib
 import typing
 
@@ -56,12 +57,16 @@ class Decoding:
                            ("top_p", float), ("diversity_strength", float)):
             object.__setattr__(self, name, kind(getattr(self, name)))
         object.__setattr__(self, "ban_words", tuple(self.ban_words))
-        if self.beam_size == 1 and not self.sample:
+        if self.beam_size == 1 and not self.sample and self.alpha >= 0:  # a negative one is refused by validated
             object.__setattr__(self, "alpha", 0.0)  # greedy decoding has no length penalty
 
     def validated(self, max_length=None):
         """The settings, or ValueError with one line saying what does not go together."""
         problems = []
+        not_finite = [name for name in ("alpha", "repetition_penalty", "temperature", "top_p", "diversity_strength")
+                      if not math.isfinite(getattr(self, name))]
+        if not_finite:
+            raise ValueError(f"{', '.join('--' + n.replace('_', '-') for n in not_finite)} must be a finite number")
         if self.beam_size < 1:
             problems.append(f"the beam size must be at least 1, got {self.beam_size}")
         if self.alpha < 0:

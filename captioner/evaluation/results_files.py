@@ -160,9 +160,32 @@ def check_output_dir(output_dir):
                              "--output-dir")
 
 
+# What an evaluation is of: another evaluation in the same folder is refused, not replaced.
+IDENTITY = ("results", "annotations", "split", "dataset", "data_root", "karpathy_json", "imagefolder_options",
+            "max_length", "decoding")
+
+
+def check_same_evaluation(output_dir, metrics):
+    """Refuses (ValueError) to write `metrics` over an evaluation in `output_dir` of other data or settings."""
+    path = os.path.join(output_dir, "metrics.json")
+    if not os.path.exists(path):
+        return
+    try:
+        old = runs.read_json(path)
+    except (ValueError, OSError):
+        return  # check_output_dir has said what it thinks of the file
+    differ = [key for key in IDENTITY if key in old and key in metrics and old[key] != metrics[key]]
+    differ += [key for key in ("max_length",) if (key in old) != (key in metrics)]
+    if differ:
+        listed = "; ".join(f"{key} {old.get(key)!r}, now {metrics.get(key)!r}" for key in differ)
+        raise ValueError(f"{output_dir} holds another evaluation ({listed}); it is left untouched: choose "
+                         "another --output-dir")
+
+
 def write(output_dir, metrics, per_image, predictions=None):
-    """Writes the evaluation folder (atomic files), after `check_output_dir`."""
+    """Writes the evaluation folder (atomic files), after `check_output_dir` and `check_same_evaluation`."""
     check_output_dir(output_dir)
+    check_same_evaluation(output_dir, metrics)
     os.makedirs(output_dir, exist_ok=True)
     if predictions is not None:
         runs.write_json(os.path.join(output_dir, "predictions.json"), predictions)

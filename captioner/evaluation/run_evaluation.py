@@ -5,6 +5,8 @@
 """
 
 import dataclasses
+import hashlib
+import json
 import os
 
 from captioner import runs
@@ -23,9 +25,11 @@ def evaluate_run(run_dir, split_name="test", data_root=None, dataset=None, karpa
     config, and its `RUN/splits.json` fixes the split's images.
 
     Decoding is the model's recorded default unless `beam_size`, `alpha` or
-    `controls` (fields of `captioner.decoding.settings.Decoding`) say otherwise; greedy captions are decoded in the same pass over the images for
-    the genericness figures; a frozen encoder's feature cache of the split, where
-    the run made one, stands in for the images. Writes nothing.
+    `controls` (fields of `captioner.decoding.settings.Decoding`) say otherwise; greedy captions are
+    decoded in the same pass over the images for the genericness figures; a frozen encoder's feature
+    cache of the split, where the run made one, stands in for the images. Writes nothing. The default
+    output folder is `RUN/eval-SPLIT-DECODING`, with the dataset and a tag of its root between when the
+    data is not the run's own.
 
     Returns:
         `(metrics, per_image, predictions, default_output_dir)`.
@@ -38,6 +42,7 @@ def evaluate_run(run_dir, split_name="test", data_root=None, dataset=None, karpa
     root = data_root or datasets.existing_data_root(config)
     karpathy = karpathy_json or (config.karpathy_json if not data_root else None)
     dataset = dataset or config.dataset
+    flags_given = dataclasses.astuple(options) if options is not None else ()
     options = _folder_options(config, run_dir, data_root, dataset, options)
     splits = {}
     if not data_root and dataset == config.dataset and split_name != "train":
@@ -84,8 +89,13 @@ def evaluate_run(run_dir, split_name="test", data_root=None, dataset=None, karpa
     captions = {o["image_id"]: o["caption"] for o in outputs}
     for image_id, scores in per_image.items():
         scores["caption"] = captions[image_id]
+    # Another dataset, root, split file or splits.json than the run's own gets a folder of its own.
+    same_root = not data_root or (config.data_root and os.path.abspath(data_root) == os.path.abspath(config.data_root))
+    own = dataset == config.dataset and karpathy == config.karpathy_json and not any(flags_given) and same_root
+    data_tag = "" if own else "-" + dataset + "-" + hashlib.sha1(json.dumps(
+        [os.path.abspath(root), karpathy, dataclasses.asdict(options)], sort_keys=True).encode()).hexdigest()[:6]
     return (metrics, per_image, scoring.to_json_outputs(outputs),
-            os.path.join(run_dir, f"eval-{split_name}-{decoding.label()}"
+            os.path.join(run_dir, f"eval-{split_name}{data_tag}-{decoding.label()}"
                          + (f"-max{max_length}" if max_length and max_length != model.decoder.max_length else "")))
 
 

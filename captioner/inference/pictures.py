@@ -49,7 +49,7 @@ def make(run_dir, folder, image=0, demo=True):
         from captioner.inference import demo as demo_lib
 
         written.append(os.path.join(folder, "demo.png"))
-        demo_lib.screenshot(run_dir, written[-1], example.path)
+        demo_lib.screenshot(run_dir, written[-1])
         written.append(os.path.join(folder, "report.png"))
         report_screenshot(run_dir, written[-1])
     return written

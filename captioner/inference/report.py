@@ -82,8 +82,11 @@ def run_rows(run_dir, config, metrics):
         rows.append(("stage", f"{metrics['stage']} from {metrics.get('parent')}"))
     default = metrics.get("default_decoding") or {}
     if default:
-        rows.append(("decoding default", f"beam {default.get('beam_size')}, alpha {default.get('alpha')} "
-                                         f"(chosen on {default.get('chosen_on')})"))
+        from captioner.decoding.settings import Decoding
+
+        known = {field.name for field in dataclasses.fields(Decoding)}
+        described = Decoding(**{k: v for k, v in default.items() if k in known}).describe()
+        rows.append(("decoding default", f"{described} (chosen on {default.get('chosen_on')})"))
     if metrics.get("wall_seconds") is not None:
         rows.append(("training wall time", f"{metrics['wall_seconds'] / 60:.1f} min "
                                            f"(fit {metrics.get('train_seconds', 0) / 60:.1f} min)"))

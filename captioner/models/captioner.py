@@ -59,6 +59,9 @@ class RegionCaptioner(DistributedFitMixin, keras.Model):
     """A functional model over backbone regions; see `Captioner.region_model`."""
 
 
+DIVERSITY_STRENGTH = 0.5  # diverse beam search's lambda when groups are asked for without one (Vijayakumar et al.)
+
+
 @keras.saving.register_keras_serializable(package="captioner")
 class Captioner(DistributedFitMixin, keras.Model):
     """A functional model `{"images": [B, S, S, 3], "tokens": [B, K, T]} -> logits [B, K, T, V]`.
@@ -167,6 +170,8 @@ class Captioner(DistributedFitMixin, keras.Model):
         if int(beam_size) != default.beam_size and "beam_groups" not in controls:
             controls.setdefault("beam_groups", 1)
             controls.setdefault("diversity_strength", 0.0)
+        if controls.get("beam_groups", 1) > 1 and "diversity_strength" not in controls and not default.diversity_strength:
+            controls["diversity_strength"] = DIVERSITY_STRENGTH  # groups without a penalty would search alike
         if given_alpha and int(beam_size) == 1 and not controls.get("sample", default.sample):
             raise ValueError(f"--alpha {given_alpha:g} is beam search's length penalty, and this decoding is greedy "
                              "(beam size 1): give --beam-size 2 or more with it")
