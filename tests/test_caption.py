@@ -409,6 +409,7 @@ def test_the_caption_command_says_what_it_does_and_what_went_wrong(quick_run, sm
     assert not [name for name in os.listdir(tmp_path) if name.endswith(".lock")]
 
 
+@pytest.mark.slow
 def test_decoding_controls_on_the_command_line(quick_run, small_shapes, tmp_path, capsys):
     folder = copy_images(small_shapes, tmp_path / "photos", [f"{k}.jpg" for k in range(4)])
     output = tmp_path / "nbest.jsonl"

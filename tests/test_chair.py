@@ -348,6 +348,7 @@ def test_evaluate_writes_chair_on_a_shapes_run(trained_run, tmp_path, capsys):
     assert per_image == {i: [f"{c} {s}" for c, s in pairs] for i, pairs in missing.items()}
 
 
+@pytest.mark.slow
 def test_evaluate_on_an_ms_coco_tree_through_the_karpathy_split(quick_run, tmp_path, capsys):
     # A run evaluated on another root shaped like MS COCO 2014 (the rehearsal tree: greyscale and portrait
     # JPEGs, 5-7 captions, instances, Karpathy's file): CHAIR reads instances_val2014.json for the test split.

@@ -162,7 +162,7 @@ def test_refuses_what_is_not_an_image_and_keeps_serving(served, tmp_path):
     notes.write_text("this is not an image\n")
     shown, rows, gallery, message = page(served, notes)
     assert (shown, rows, gallery) == ("", [], [])
-    assert message.startswith("**Not captioned.**") and "notes.png: unreadable image" in message
+    assert message.startswith("**Not captioned.**") and "notes.png: not an image, or its header is corrupt" in message
     assert "Traceback" not in message
 
     huge = tmp_path / "huge.png"

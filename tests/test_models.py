@@ -126,7 +126,7 @@ def test_frozen_keras_application_encoder():
 
 
 @pytest.mark.parametrize("backbone, normalization, channels", [
-    ("EfficientNetV2B0", "raw", 1280), pytest.param("ConvNeXtTiny", "raw", 768, marks=pytest.mark.slow),
+    pytest.param("EfficientNetV2B0", "raw", 1280, marks=pytest.mark.slow), pytest.param("ConvNeXtTiny", "raw", 768, marks=pytest.mark.slow),
     pytest.param("ResNet152V2", "tf", 2048, marks=pytest.mark.slow)])
 def test_stronger_keras_application_encoders(backbone, normalization, channels):
     # Built without weights at 64 px: a 2 x 2 region grid (stride 32), run on images normalised its way.

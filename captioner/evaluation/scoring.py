@@ -277,10 +277,11 @@ def format_table(metrics):
         lines.append(f"Object hallucination (CHAIR): left out, {metrics['chair_left_out']}")
     if metrics.get("genericness"):
         lines.append("Genericness (shares 0-1 of the captions; vocabulary in distinct words)")
-        lines.append(f"  {'decoding':<34} {'distinct':>8} {'vocab':>6} {'copied':>7} {'rep. bigram':>11}")
+        width = max(34, *(len(label) for label in metrics["genericness"]))
+        lines.append(f"  {'decoding':<{width}} {'distinct':>8} {'vocab':>6} {'copied':>7} {'rep. bigram':>11}")
         for label, g in metrics["genericness"].items():
             copied = "n/a" if g["copied_from_train"] is None else f"{g['copied_from_train']:.4f}"
-            lines.append(f"  {label:<34} {g['distinct_captions']:>8.4f} {g['vocabulary_used']:>6d} {copied:>7} "
+            lines.append(f"  {label:<{width}} {g['distinct_captions']:>8.4f} {g['vocabulary_used']:>6d} {copied:>7} "
                          f"{g['repeated_bigram']:>11.4f}")
         lines.append("  distinct: distinct captions / images; copied: captions equal to a training caption")
     return "\n".join(lines)
