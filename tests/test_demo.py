@@ -28,7 +28,7 @@ import pytest
 from PIL import Image
 
 from captioner import caption as caption_command
-from conftest import exit_status
+from conftest import exit_status, skip_or_fail
 
 
 def needed(request, module, what):
@@ -37,10 +37,7 @@ def needed(request, module, what):
     try:
         return importlib.import_module(module)
     except ImportError:
-        reason = f"the demo tests need {what}: pip install -e \".[dev]\""
-        if request.config.getoption("--run-slow"):
-            pytest.fail(f"{reason} (--run-slow runs the whole suite, as CI does)", pytrace=False)
-        pytest.skip(reason)
+        skip_or_fail(request, f"the demo tests need {what}: pip install -e \".[dev]\"")
 
 
 def loopback(address):
@@ -257,10 +254,7 @@ def test_page_in_a_browser_fetches_nothing_from_outside(served, request, tmp_pat
 
     sync_api = needed(request, "playwright.sync_api", "Playwright (the Python package; Chromium is Debian's)")
     if not os.path.exists(demo.CHROMIUM):
-        reason = f"no Chromium at {demo.CHROMIUM}: apt-get install -y chromium chromium-driver"
-        if request.config.getoption("--run-slow"):
-            pytest.fail(reason, pytrace=False)
-        pytest.skip(reason)
+        skip_or_fail(request, f"no Chromium at {demo.CHROMIUM}: apt-get install -y chromium chromium-driver")
     requests = []
     with sync_api.sync_playwright() as playwright:
         browser = demo.open_browser(playwright, str(tmp_path / "chromium-profile"))

@@ -14,7 +14,7 @@ import pytest
 
 from captioner import caption, export
 from captioner.data import coco
-from conftest import exit_status
+from conftest import exit_status, skip_or_fail
 
 RUNTIMES = {"litert": ("ai_edge_litert",), "onnx": ("tf2onnx", "onnx", "onnxruntime"), "savedmodel": ()}
 
@@ -22,10 +22,8 @@ RUNTIMES = {"litert": ("ai_edge_litert",), "onnx": ("tf2onnx", "onnx", "onnxrunt
 def needs_runtime(request, format_name):
     missing = [name for name in RUNTIMES[format_name] if importlib.util.find_spec(name) is None]
     if missing:
-        reason = f"--format {format_name} needs {', '.join(missing)} (the export extra: pip install -e \".[dev]\")"
-        if request.config.getoption("--run-slow"):
-            pytest.fail(f"{reason}: --run-slow (the whole suite, as CI runs it) needs them", pytrace=False)
-        pytest.skip(reason)
+        skip_or_fail(request, f"--format {format_name} needs {', '.join(missing)} (the export extra: "
+                              "pip install -e \".[dev]\")")
 
 
 def records_of(output):

@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from captioner.inference import pictures
+from conftest import skip_or_fail
 
 
 def test_attention_and_learning_curves_from_a_run(quick_run, tmp_path, capsys):
@@ -35,7 +36,7 @@ def test_demo_and_report_screenshots(quick_run, tmp_path, request):
     from captioner.inference import demo
 
     if not os.path.exists(demo.CHROMIUM):
-        pytest.fail(f"no Chromium at {demo.CHROMIUM}: apt-get install -y chromium chromium-driver", pytrace=False)
+        skip_or_fail(request, f"no Chromium at {demo.CHROMIUM}: apt-get install -y chromium chromium-driver")
     run = str(tmp_path / "run")
     shutil.copytree(quick_run, run)  # the report is written into the run folder
     out = tmp_path / "images"
