@@ -316,6 +316,7 @@ def test_a_second_run_on_the_same_output_is_refused_while_the_first_writes(quick
     first = results_file.ResultsFile(output, source)
     with pytest.raises(results_file.ResultsInUseError, match=f"process {os.getpid()} on .* is writing"):
         captioning.caption_folder(model, str(folder), output, beam_size=1, progress=False)
+    assert exit_status(caption.main, [quick_run, str(folder), "-o", output, "--quiet"]) == 2  # the command too
     first.write({"path": "x.jpg", "image_id": 5, "caption": "a red circle"})
     first.close()
     assert json.load(open(output)) == [{"image_id": 5, "caption": "a red circle", "file_name": "x.jpg"}]
