@@ -2,6 +2,12 @@
 
 import argparse
 import io
+import os
+import re
+import subprocess
+import sys
+
+import pytest
 
 from captioner import console
 
@@ -46,3 +52,25 @@ def test_help_prints_each_default_once():
     text = parser.format_help()
     assert "images per step (default: 32)" in text
     assert "(default: None)" not in text and text.count("default: captions.jsonl") == 1
+
+
+@pytest.mark.slow
+def test_a_command_in_a_log_prints_no_tensorflow_lines_and_no_escape_codes(quick_run, small_shapes, tmp_path):
+    """`python -m captioner.caption` as a user runs it, its output redirected to files, TensorFlow's log level
+    not set by anyone: stderr holds the command's own lines (no C++ log line of TensorFlow or XLA), stdout
+    the summary without terminal escape codes."""
+    images = os.path.join(small_shapes, "images", "val")
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    with open(tmp_path / "out.txt", "w") as out, open(tmp_path / "err.txt", "w") as err:
+        status = subprocess.run([sys.executable, "-m", "captioner.caption", quick_run, images, "-o",
+                                 str(tmp_path / "captions.jsonl")], stdout=out, stderr=err, env=env,
+                                cwd=tmp_path, timeout=300).returncode
+    stdout, stderr = (tmp_path / "out.txt").read_text(), (tmp_path / "err.txt").read_text()
+    assert status == 0, stderr
+    assert "\x1b" not in stdout and "\x1b" not in stderr
+    assert stdout.strip().endswith("captioned, 0 failed, 0 already in " + str(tmp_path / "captions.jsonl"))
+    noise = [line for line in stderr.splitlines()
+             if re.match(r"[IWEF]\d{4} ", line) or "absl::InitializeLog" in line or "cpu_feature_guard" in line
+             or "oneDNN" in line or "rebuild TensorFlow" in line]
+    assert not noise, noise
+    assert "Captioning 30 images" in stderr and "Decoding:" in stderr
