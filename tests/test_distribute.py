@@ -84,8 +84,8 @@ def test_two_workers_train_the_tiny_preset_in_step_and_only_the_chief_writes(tmp
 
     for output, role in zip(outputs, ("chief", "worker, writing nothing")):
         assert f"2 replicas, global batch 16 images (8 per replica); {role}" in output
-    # Validation BLEU is computed by the chief and shared, so both take the same early-stopping decisions.
-    bleu = [re.findall(r"val nltk BLEU-4 ([0-9.]+)", output) for output in outputs]
+    # Validation figures are computed by the chief and shared, so both take the same early-stopping decisions.
+    bleu = [re.findall(r"val CIDEr-D ([0-9.]+), nltk BLEU-4 ([0-9.]+)", output) for output in outputs]
     assert len(bleu[0]) == 2 and bleu[0] == bleu[1]
 
     begin = [load_arrays(tmp_path / f"weights-{i}-begin.npz") for i in range(2)]

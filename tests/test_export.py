@@ -28,19 +28,21 @@ print(json.dumps(captions))
 
 
 @pytest.mark.slow
-def test_saved_model_captions_equal_the_caption_command(quick_run, small_shapes, tmp_path):
+def test_saved_model_captions_equal_the_caption_command(trained_run, small_shapes, tmp_path):
+    """A trained run (a model that says different things about different images; the twelve-step quick run
+    says one caption of everything)."""
     folder = tmp_path / "images"
     folder.mkdir()
     examples = coco.read_split(small_shapes, "train").examples[:100]
     for example in examples:
         shutil.copy(example.path, folder / os.path.basename(example.path))
     output = tmp_path / "captions.jsonl"
-    assert caption.main([quick_run, str(folder), "-o", str(output), "--beam-size", "3", "--quiet"]) == 0
+    assert caption.main([trained_run, str(folder), "-o", str(output), "--beam-size", "3", "--quiet"]) == 0
     expected = {json.loads(line)["path"]: json.loads(line)["caption"] for line in output.read_text().splitlines()}
     assert len(set(expected.values())) >= 10  # a model that says different things about different images
 
     saved = str(tmp_path / "saved")
-    assert export.main([quick_run, saved, "--beam-size", "3"]) == 0
+    assert export.main([trained_run, saved, "--beam-size", "3"]) == 0
     paths = sorted(expected)
     served = subprocess.run([sys.executable, "-c", SERVE, saved, json.dumps(paths)], capture_output=True, text=True,
                             check=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},

@@ -96,6 +96,7 @@ def test_resuming_with_another_config_is_refused(tiny_run, tmp_path):
     unfinished = tmp_path / "unfinished"
     unfinished.mkdir()
     runs.write_json(str(unfinished / runs.CONFIG), config.to_json())
+    (unfinished / "log.csv").write_text("epoch,loss\n0,2.5\n")  # it trained: refused, not started again
     with pytest.raises(ValueError, match="another config"):
         run_lib.check_run_dir(str(unfinished), config.replace(hidden_dim=32))
     assert run_lib.check_run_dir(str(unfinished), config) is True
@@ -154,7 +155,7 @@ def test_an_interrupted_run_resumes_where_it_stopped(tmp_path, small_shapes):
     with pytest.raises(KeyboardInterrupt):
         cross_entropy.train(config, run_dir, verbose=0, extra_callbacks=[Interrupt(1)])
     assert not runs.is_finished(run_dir) and os.path.isdir(os.path.join(run_dir, "backup"))
-    first_best = callbacks_lib.best_logged(run_dir)
+    first_best = callbacks_lib.best_logged(run_dir, "val_cider_d")
     assert first_best is not None
 
     started = []
@@ -164,7 +165,7 @@ def test_an_interrupted_run_resumes_where_it_stopped(tmp_path, small_shapes):
     with open(os.path.join(run_dir, "log.csv")) as handle:
         assert [int(r["epoch"]) for r in csv.DictReader(handle)] == [0, 1, 2]
     assert runs.is_finished(run_dir) and not os.path.exists(os.path.join(run_dir, "backup"))
-    assert callbacks_lib.best_logged(run_dir) >= first_best and "nltk_bleu_4" in metrics
+    assert callbacks_lib.best_logged(run_dir, "val_cider_d") >= first_best and "nltk_bleu_4" in metrics
 
 
 def test_bad_training_input_fails_before_any_work(tmp_path, small_shapes, capsys, monkeypatch):
@@ -267,6 +268,6 @@ def test_without_a_test_split_the_final_metrics_are_labelled_val(tmp_path, small
     assert "labelled val" in err
     # Validation is bounded by --val-images (the final metrics still cover the whole split), and each
     # epoch says where its time went.
-    assert "(greedy, 0-1, 10 images)" in err and metrics["images"] == 30
+    assert "(greedy, 0-1, 10 images;" in err and metrics["images"] == 30
     assert re.search(r"epoch 1: 3 training steps in [\d.]+ s \([\d.]+ steps/s\); validation loss [\d.]+ s, "
                      r"validation captions [\d.]+ s", err)

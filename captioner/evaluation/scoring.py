@@ -12,6 +12,7 @@ from captioner.evaluation import coco_eval
 from captioner.evaluation import metrics as metrics_lib
 from captioner.data import coco, image_check
 from captioner.data.pipeline import image_dataset
+from captioner.decoding.settings import GREEDY
 
 
 def caption_examples(model, examples, batch_size, beam_size=None, alpha=None, with_attention=False, progress=True,
@@ -302,7 +303,8 @@ def score_split(model, split, batch_size, progress=True, cache=None):
     The figures a run reports every epoch and at its end (`metrics.cider_d`: pycocoevalcap's scorer on
     the caption tokenizer's words, no Java). `cache`: see `caption_settings`.
     """
-    outputs = caption_examples(model, split.examples, batch_size, 1, 0.0, progress=progress, cache=cache)
+    # Plain greedy search, whatever the model's recorded default holds (its constraints are not "greedy").
+    outputs = caption_settings(model, split.examples, batch_size, [GREEDY], progress=progress, cache=cache)[GREEDY]
     return greedy_figures(split, [o["caption"] for o in outputs]), [o["caption"] for o in outputs]
 
 

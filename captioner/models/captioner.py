@@ -279,12 +279,13 @@ class Captioner(DistributedFitMixin, keras.Model):
         # One graph per decoding (alpha aside) and length, traced once: any batch size, and alpha a tensor, so
         # every length penalty of the decoding search shares it.
         key = (dataclasses.replace(decoding, alpha=0.0), max_length)
+        dtype = tf.as_dtype(self.decoder.compute_dtype)  # float16 / bfloat16 under a mixed precision policy
         if key not in self._generate_fns:
-            spec = tf.TensorSpec([None, self.encoder.num_regions, self.encoder.feature_dim], tf.float32)
+            spec = tf.TensorSpec([None, self.encoder.num_regions, self.encoder.feature_dim], dtype)
             self._generate_fns[key] = tf.function(
                 lambda features, alpha: self.decode_features(features, decoding, max_length, alpha),
                 input_signature=[spec, tf.TensorSpec([], tf.float32)])
-        return self._generate_fns[key](tf.cast(features, tf.float32), tf.constant(decoding.alpha, tf.float32))
+        return self._generate_fns[key](tf.cast(features, dtype), tf.constant(decoding.alpha, tf.float32))
 
     def get_config(self):
         return {
