@@ -90,13 +90,18 @@ def evaluate_run(run_dir, split_name="test", data_root=None, dataset=None, karpa
     for image_id, scores in per_image.items():
         scores["caption"] = captions[image_id]
     # Another dataset, root, split file or splits.json than the run's own gets a folder of its own.
-    same_root = not data_root or (config.data_root and os.path.abspath(data_root) == os.path.abspath(config.data_root))
-    own = dataset == config.dataset and karpathy == config.karpathy_json and not any(flags_given) and same_root
+    own = (dataset == config.dataset and karpathy == config.karpathy_json and not any(flags_given)
+           and _is_run_root(config, data_root))
     data_tag = "" if own else "-" + dataset + "-" + hashlib.sha1(json.dumps(
         [os.path.abspath(root), karpathy, dataclasses.asdict(options)], sort_keys=True).encode()).hexdigest()[:6]
     return (metrics, per_image, scoring.to_json_outputs(outputs),
             os.path.join(run_dir, f"eval-{split_name}{data_tag}-{decoding.label()}"
                          + (f"-max{max_length}" if max_length and max_length != model.decoder.max_length else "")))
+
+
+def _is_run_root(config, data_root):
+    """Whether `data_root` (None: not given) is the run's own data root."""
+    return not data_root or bool(config.data_root and os.path.abspath(data_root) == os.path.abspath(config.data_root))
 
 
 def _folder_options(config, run_dir, data_root, dataset, given):
@@ -108,7 +113,7 @@ def _folder_options(config, run_dir, data_root, dataset, given):
             raise ValueError(f"--captions, --image-column, --caption-column, --separator and --splits-file go with "
                              f"an imagefolder dataset, not {dataset!r}")
         return given
-    if config.dataset != "imagefolder" or (data_root and os.path.abspath(data_root) != config.data_root):
+    if config.dataset != "imagefolder" or not _is_run_root(config, data_root):
         return given
     own = imagefolder.Options.of(config, run_dir)
     return imagefolder.Options(*(g if g is not None else o

@@ -236,6 +236,21 @@ def pixels_for_export(resized):
     return np.rint(np.clip(np.asarray(resized, np.float32), 0, 255)).astype(np.uint8)
 
 
+def read_info(folder):
+    """`(info, problem)`: the folder's `export.json` as a dict (`{}` where there is none), or None and why it
+    cannot be read (every export.json names its format)."""
+    path = os.path.join(folder, INFO)
+    if not os.path.exists(path):
+        return {}, None
+    try:
+        with open(path) as handle:
+            info = json.load(handle)
+        info["format"]
+        return info, None
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        return None, f"{type(error).__name__}: {error}"
+
+
 def locate(path):
     """`(format, folder, model_path)` of an export given as its folder or its model file, or None if `path` is none.
 
@@ -254,17 +269,10 @@ def locate(path):
         return None
     if not os.path.isdir(path):
         return None
-    info_path = os.path.join(path, INFO)
-    if os.path.exists(info_path):
-        try:
-            with open(info_path) as handle:
-                info = json.load(handle)
-            format_name = info["format"]
-        except (OSError, ValueError, KeyError, TypeError):
-            format_name = info = None  # damaged: found by its model file below, and refused by problem_with
-        if format_name is None:
-            pass
-        elif format_name in MODEL_FILES:
+    info, _ = read_info(path)  # a damaged one: found by its model file below, and refused by problem_with
+    if info:
+        format_name = info["format"]
+        if format_name in MODEL_FILES:
             return format_name, path, os.path.join(path, info.get("model_file") or MODEL_FILES[format_name])
         return format_name, path, path
     if os.path.exists(os.path.join(path, "saved_model.pb")):
@@ -289,21 +297,17 @@ def problem_with(path, args=None):
     if found is None:
         return f"{path} is not an export of python -m captioner.export"
     format_name, folder, model_path = found
-    info_path = os.path.join(folder, INFO)
-    if os.path.exists(info_path):
-        try:
-            with open(info_path) as handle:
-                json.load(handle)["format"]
-        except (OSError, ValueError, KeyError, TypeError) as error:
-            return (f"{info_path} is damaged ({type(error).__name__}: {error}): it records the decoding and image "
-                    "size of the export; export again (python -m captioner.export)")
+    info, damaged = read_info(folder)
+    if damaged:
+        return (f"{os.path.join(folder, INFO)} is damaged ({damaged}): it records the decoding and image size of "
+                "the export; export again (python -m captioner.export)")
     if format_name not in FORMATS:
         return f"{os.path.join(folder, INFO)} names an unknown format {format_name!r}"
     if not os.path.exists(model_path):
         return f"{model_path}: no such file"
     if format_name in MODEL_FILES and not os.path.exists(os.path.join(folder, VOCABULARY)):
         return f"{path}: its vocabulary {os.path.join(folder, VOCABULARY)} is missing (it is written beside the model)"
-    if format_name == "savedmodel" and not os.path.exists(os.path.join(folder, INFO)):
+    if format_name == "savedmodel" and not info:
         return (f"{folder} is a SavedModel without {INFO} (exported before it was written), so its image size is "
                 "not known: export it again with python -m captioner.export")
     if args is not None:
@@ -313,19 +317,12 @@ def problem_with(path, args=None):
                  if getattr(args, name, None) is not None]
         given += [f"--{name.replace('_', '-')}" for name in decoding_arguments.controls(args)]
         if given:
-            return (f"{', '.join(given)}: an export's decoding is fixed inside it ({_described(folder)}); export the "
+            described = info.get("decoding_described") or "see its export.json"
+            return (f"{', '.join(given)}: an export's decoding is fixed inside it ({described}); export the "
                     "run again with those flags, or caption with the run folder")
         if getattr(args, "attention_plots", None):
             return "--attention-plots needs a run folder: an export returns captions and scores, not attention"
     return None
-
-
-def _described(folder):
-    try:
-        with open(os.path.join(folder, INFO)) as handle:
-            return json.load(handle)["decoding_described"]
-    except (OSError, ValueError, KeyError):
-        return "see its export.json"
 
 
 def load_exported(path, num_threads=None):
@@ -365,11 +362,9 @@ class ExportedCaptioner:
         from captioner.decoding.settings import Decoding
 
         self.folder, self.path, self.num_threads = folder, path, num_threads
-        info_path = os.path.join(folder, INFO)
-        self.info = {}
-        if os.path.exists(info_path):
-            with open(info_path) as handle:
-                self.info = json.load(handle)
+        self.info, damaged = read_info(folder)
+        if damaged:  # load_exported has said so already; a caller of the class directly
+            raise ExportError(f"{os.path.join(folder, INFO)} is damaged ({damaged}): export again")
         self.decoding_recorded = bool(self.info.get("decoding"))
         self.decoding = Decoding.from_json(self.info.get("decoding") or {})
         self.words = read_vocabulary(os.path.join(folder, VOCABULARY)) if self.format in MODEL_FILES else None
